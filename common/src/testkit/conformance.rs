@@ -1,0 +1,1 @@
+//! The shared conformance suite (filled in with the HTTP core).

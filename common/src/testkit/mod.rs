@@ -1,0 +1,161 @@
+//! Test support: start a server binary on port 0 and talk to it.
+//!
+//! Compiled only with the `testkit` feature, which the stages enable for
+//! their tests (`[dev-dependencies] common = { features = ["testkit"] }`).
+//! Nothing here is used by a server at run time.
+//!
+//! [`ServerProcess`] starts a binary with `--addr 127.0.0.1:0`, reads the one
+//! `listening on …` line the contract promises, and from it the real port.
+//! Dropping it kills the process, so a failing test never leaks a server.
+
+pub mod conformance;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long a server may take to print its `listening on` line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A server binary running for a test.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// The child; killed on drop if it is still running.
+    child: Child,
+    /// The address parsed from the `listening on` line.
+    pub addr: SocketAddr,
+    /// What the server printed to stdout after its `listening on` line.
+    stdout_rest: Option<ChildStdout>,
+}
+
+impl ServerProcess {
+    /// Starts `bin` with `args` plus `--addr 127.0.0.1:0` and waits for its
+    /// `listening on` line. Stderr goes to the test's stderr, so a failing
+    /// test shows the server's log.
+    pub fn start(bin: impl AsRef<Path>, args: &[&str]) -> ServerProcess {
+        let mut cmd = Command::new(bin.as_ref());
+        cmd.arg("--addr").arg("127.0.0.1:0").args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts a prepared command (which must choose port 0 itself) and waits
+    /// for its `listening on` line.
+    pub fn start_command(mut cmd: Command) -> ServerProcess {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // Read the first line on a thread, so that a server that never prints
+        // it fails the test after STARTUP_TIMEOUT instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let res = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send((res, reader.into_inner()));
+        });
+        let (line, stdout) = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok((Ok(line), stdout)) => (line, stdout),
+            Ok((Err(e), _)) => panic!("reading the server's stdout: {e}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{cmd:?} printed no `listening on` line in {STARTUP_TIMEOUT:?}");
+            }
+        };
+        let addr = parse_listening_line(&line)
+            .unwrap_or_else(|| panic!("unexpected first line from {cmd:?}: {line:?}"));
+        ServerProcess {
+            child,
+            addr,
+            stdout_rest: Some(stdout),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Opens a new TCP connection to the server, with a 10 s read timeout so
+    /// that a server that never answers fails the test instead of hanging it.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to the server");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Sends `sig` to the server.
+    pub fn signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, sig).expect("signal the server");
+    }
+
+    /// Waits up to `timeout` for the server to exit; `None` if it did not.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_timeout(Duration::from_secs(30))
+            .expect("the server did not exit within 30 s of SIGTERM")
+    }
+
+    /// Everything the server printed on stdout after the `listening on`
+    /// line; call it after the server exited.
+    pub fn remaining_stdout(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut out) = self.stdout_rest.take() {
+            let _ = out.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses `listening on http://127.0.0.1:8080/` or `listening on 127.0.0.1:7878`.
+pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.trim_end().strip_prefix("listening on ")?;
+    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    rest.trim_end_matches('/').parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listening_line;
+
+    #[test]
+    fn listening_lines_of_both_kinds_parse() {
+        let a = parse_listening_line("listening on http://127.0.0.1:8080/\n").unwrap();
+        assert_eq!(a.port(), 8080);
+        let b = parse_listening_line("listening on 127.0.0.1:7878\n").unwrap();
+        assert_eq!(b.port(), 7878);
+        assert!(parse_listening_line("hello").is_none());
+    }
+}
