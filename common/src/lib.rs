@@ -1,8 +1,33 @@
 //! `common`: everything the five servers share that is *not* their
 //! concurrency model.
+//!
+//! The course's claim is that the difference between two stages *is* the
+//! lesson. That only holds if HTTP parsing, file serving, logging and
+//! configuration are written once, here, and every stage merely moves bytes
+//! between sockets and this crate.
+//!
+//! # Layout
+//! - [`http`]: the sans-IO HTTP/1.1 core — parser, connection state
+//!   machine, request handler, static files, response serialization.
+//!   It never touches a socket.
+//! - [`server`]: the settings and start-up every HTTP stage shares.
+//! - [`config`]: command-line flags layered over a TOML file.
+//! - [`logging`]: error log (`log` facade) and Combined Log Format access log.
+//! - [`signals`]: SIGINT/SIGTERM/SIGUSR1/SIGHUP as flags plus a self-pipe.
+//! - [`time`]: calendar arithmetic and per-second date caches.
+//! - `testkit` (feature `testkit`): start a stage on port 0, and the shared
+//!   conformance suite every HTTP stage must pass.
+//!
+//! This is teaching code that tries hard to be correct, not a hardened
+//! production server: there is no TLS, no HTTP/2, and no request bodies are
+//! ever processed.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod http;
+pub mod logging;
+pub mod server;
 pub mod signals;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod time;

@@ -135,7 +135,9 @@ impl Signals {
             Err(nix::errno::Errno::EINTR) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        if fds[1].any().unwrap_or(false) {
+        // After a shutdown the byte stays in the pipe: every thread that
+        // polls it from now on wakes at once. Other signals are drained.
+        if fds[1].any().unwrap_or(false) && !self.shutdown_requested() {
             self.drain();
         }
         Ok(fds[0].any().unwrap_or(false))

@@ -1,1 +1,42 @@
-fn main() {}
+//! `stage2-http-seq`: the sequential HTTP/1.1 server's binary. See the
+//! library's docs for what the stage teaches; this file only wires the
+//! command line, the listener and the shutdown together.
+
+use std::net::TcpListener;
+
+use clap::Parser;
+use common::server::{HttpConfig, announce, fatal};
+use serde::{Deserialize, Serialize};
+use stage2_http_seq::{Options, run};
+
+/// A sequential HTTP/1.1 static-file server: one connection at a time.
+#[derive(Parser, Serialize, Deserialize, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    http: HttpConfig,
+}
+
+fn main() {
+    let args: Args = common::config::load_or_exit();
+    let server = args
+        .http
+        .start(env!("CARGO_PKG_NAME"))
+        .unwrap_or_else(|e| fatal(&e));
+    let listener = TcpListener::bind(args.http.addr)
+        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    announce(addr);
+    let opts = Options {
+        site: &server.site,
+        timeouts: server.timeouts,
+        signals: &server.signals,
+    };
+    if let Err(e) = run(&listener, &opts) {
+        log::error!("accept loop: {e}");
+    }
+    log::info!("shut down");
+    // Dropping the logs flushes the access log before the process exits.
+    drop(server);
+}

@@ -1,0 +1,213 @@
+//! The site being served and the handler that answers one request.
+//!
+//! [`respond`] is the whole application: it takes a parsed [`Request`] and
+//! the [`Site`] and writes a response into the caller's buffer. It decides,
+//! the stage delivers: if the body is a file, the caller gets a
+//! [`FileRegion`] to send after the head (with `sendfile(2)`, or by reading
+//! it into memory).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::parse::{Limits, Method, Request};
+use super::response::{HeadWriter, Persist};
+use super::{api, files};
+use crate::logging::AccessLog;
+
+/// A region of an open file to send as (part of) a response body.
+#[derive(Debug)]
+pub struct FileRegion {
+    /// The open file.
+    pub file: File,
+    /// Where the region starts.
+    pub offset: u64,
+    /// How many bytes to send.
+    pub len: u64,
+}
+
+/// What [`respond`] decided, beyond the bytes it wrote.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code (for the access log and statistics).
+    pub status: u16,
+    /// Body bytes of the response (in the buffer or in `file`); what the
+    /// access log records. 0 for HEAD and 304.
+    pub body_len: u64,
+    /// A file region to send after the bytes written to the buffer.
+    pub file: Option<FileRegion>,
+    /// Whether the connection stays open after this response.
+    pub keep_alive: bool,
+}
+
+/// Everything the handler needs to know about the site; built once at
+/// start-up and shared (read-only) by every thread or worker.
+#[derive(Debug)]
+pub struct Site {
+    /// The document root, canonical (symlinks resolved).
+    pub root: PathBuf,
+    /// The `Server` header value: the stage's name.
+    pub server: String,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Serve an HTML listing for directories without an index file.
+    pub autoindex: bool,
+    /// Serve `file.br` / `file.gz` siblings to clients that accept them.
+    pub precompressed: bool,
+    /// Answer `/api/add`.
+    pub api: bool,
+    /// The custom error pages (status → HTML), loaded at start-up.
+    error_pages: HashMap<u16, Vec<u8>>,
+    /// Where access-log lines go (possibly nowhere).
+    pub access_log: AccessLog,
+}
+
+/// The file name looked up in a directory before listing it.
+pub const INDEX_FILE: &str = "index.html";
+
+impl Site {
+    /// Builds a site. `root` must exist; `error_pages`, if relative, is
+    /// taken from the root, and may be missing (built-in pages are used).
+    pub fn new(
+        root: &Path,
+        server: &str,
+        error_pages: Option<&Path>,
+        access_log: AccessLog,
+    ) -> std::io::Result<Site> {
+        let root = root.canonicalize().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("document root {}: {e}", root.display()))
+        })?;
+        let mut site = Site {
+            root,
+            server: server.to_string(),
+            limits: Limits::default(),
+            autoindex: true,
+            precompressed: true,
+            api: true,
+            error_pages: HashMap::new(),
+            access_log,
+        };
+        if let Some(dir) = error_pages {
+            site.load_error_pages(dir);
+        }
+        Ok(site)
+    }
+
+    /// Reads `NNN.html` files from `dir` (relative paths are under the root).
+    pub fn load_error_pages(&mut self, dir: &Path) {
+        let dir = self.root.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            log::debug!("no custom error pages in {}", dir.display());
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(code) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".html"))
+                .and_then(|n| n.parse::<u16>().ok())
+                .filter(|c| (400..600).contains(c))
+            else {
+                continue;
+            };
+            match std::fs::read(entry.path()) {
+                Ok(body) => {
+                    self.error_pages.insert(code, body);
+                }
+                Err(e) => log::warn!("error page {}: {e}", entry.path().display()),
+            }
+        }
+    }
+
+    /// The custom page for `status`, if there is one.
+    pub fn error_page(&self, status: u16) -> Option<&[u8]> {
+        self.error_pages.get(&status).map(Vec::as_slice)
+    }
+}
+
+/// Answers one request: writes the head (and any in-memory body) to `out`
+/// and returns what else the caller must do. `keep_alive` is the
+/// connection's decision for after this response.
+pub fn respond(req: &Request<'_>, site: &Site, keep_alive: bool, out: &mut Vec<u8>) -> Reply {
+    let persist = Persist::new(req.version, keep_alive);
+    let head_only = req.method == Method::Head;
+    match req.method {
+        Method::Unknown => return error(site, 501, persist, head_only, out),
+        Method::Known => return method_not_allowed(site, persist, out),
+        Method::Get | Method::Head => {}
+    }
+    if req.path == "*" {
+        return error(site, 400, persist, head_only, out);
+    }
+    if site.api && req.path == api::ADD_PATH {
+        return api::add(req, site, persist, out);
+    }
+    files::serve(req, site, persist, out)
+}
+
+/// `405 Method Not Allowed` with `Allow: GET, HEAD`.
+pub fn method_not_allowed(site: &Site, persist: Persist, out: &mut Vec<u8>) -> Reply {
+    write_error(site, 405, persist, false, &[("Allow", "GET, HEAD")], out)
+}
+
+/// An error response with the site's custom page or the built-in one.
+pub fn error(
+    site: &Site,
+    status: u16,
+    persist: Persist,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) -> Reply {
+    write_error(site, status, persist, head_only, &[], out)
+}
+
+/// An error response with extra headers (`Allow`, `Retry-After`, ...).
+pub fn write_error(
+    site: &Site,
+    status: u16,
+    persist: Persist,
+    head_only: bool,
+    extra: &[(&str, &str)],
+    out: &mut Vec<u8>,
+) -> Reply {
+    let custom = site.error_page(status);
+    let reason = super::response::reason(status);
+    let builtin_len = builtin_error_len(reason);
+    let len = custom.map_or(builtin_len, <[u8]>::len);
+    let mut h = HeadWriter::new(out, status, &site.server);
+    h.content_type("text/html").header("Content-Length", len);
+    for (name, value) in extra {
+        h.header(name, value);
+    }
+    h.header("X-Content-Type-Options", "nosniff");
+    let out = h.finish(persist);
+    if !head_only {
+        match custom {
+            Some(page) => out.extend_from_slice(page),
+            None => write_builtin_error(out, status, reason),
+        }
+    }
+    Reply {
+        status,
+        body_len: if head_only { 0 } else { len as u64 },
+        file: None,
+        keep_alive: persist.keep_alive(),
+    }
+}
+
+const BUILTIN_A: &str = "<!DOCTYPE html>\n<html><head><title>";
+const BUILTIN_B: &str = "</title></head>\n<body><h1>";
+const BUILTIN_C: &str = "</h1></body></html>\n";
+
+fn builtin_error_len(reason: &str) -> usize {
+    // "NNN reason" appears twice; status codes have three digits.
+    BUILTIN_A.len() + BUILTIN_B.len() + BUILTIN_C.len() + 2 * (4 + reason.len())
+}
+
+fn write_builtin_error(out: &mut Vec<u8>, status: u16, reason: &str) {
+    let _ = write!(
+        out,
+        "{BUILTIN_A}{status} {reason}{BUILTIN_B}{status} {reason}{BUILTIN_C}"
+    );
+}

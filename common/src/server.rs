@@ -1,0 +1,235 @@
+//! The settings every HTTP stage shares, and the start-up they share.
+//!
+//! Each stage's `Args` flattens [`HttpConfig`] and adds its own flags (the
+//! thread count, the number of event loops, ...), so `--help`, the TOML
+//! keys and the defaults are the same everywhere.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ArgAction;
+use serde::{Deserialize, Serialize};
+
+use crate::http::Site;
+use crate::http::parse::{Limits, MAX_HEADERS};
+use crate::logging::{LogSettings, Logs};
+use crate::signals::Signals;
+
+/// The bundled sample site, found from the source checkout whatever the
+/// working directory is.
+pub const DEFAULT_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
+
+/// Settings shared by the HTTP stages (2–5).
+#[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
+pub struct HttpConfig {
+    /// Read settings from this TOML file; its keys are the flag names with
+    /// `_` for `-` (e.g. `header_timeout = 5.0`). Flags override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port (printed at start-up).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Document root to serve.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+
+    /// Folder of custom error pages (`404.html`, `500.html`, ...); a relative
+    /// path is taken from the root. Missing pages fall back to built-in ones.
+    #[arg(long, value_name = "DIR", default_value = "errors")]
+    pub error_pages: PathBuf,
+
+    /// List the contents of directories that have no index.html.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub autoindex: bool,
+
+    /// Serve `file.br` / `file.gz` next to `file` to clients that accept them.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub precompressed: bool,
+
+    /// Answer the `/api/add?a=..&b=..` route.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub api: bool,
+
+    /// Seconds a client has to send a complete request head (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub keepalive_timeout: f64,
+
+    /// Seconds a send may make no progress before the connection is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub send_timeout: f64,
+
+    /// Seconds allowed for in-flight responses after SIGTERM/SIGINT.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub grace_period: f64,
+
+    /// Longest request line in bytes (longer: 414).
+    #[arg(long, value_name = "BYTES", default_value_t = 8192)]
+    pub max_request_line: usize,
+
+    /// Largest request head in bytes (larger: 431).
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in a request (more: 431; at most 128).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_headers: usize,
+
+    /// Largest request body in bytes the server reads and discards (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    pub max_body: u64,
+
+    /// Access log (Combined Log Format): a file, `-` for stderr, or `off`.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub access_log: String,
+
+    /// Error log: a file, or `-` for stderr.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub error_log: String,
+
+    /// Error log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Rotate a log file once it passes this many bytes; 0 never rotates
+    /// (use logrotate and SIGUSR1 instead).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub log_max_bytes: u64,
+
+    /// Rotated log files to keep (`access.log.1` ... `access.log.N`).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub log_keep: u32,
+}
+
+/// The timeouts, checked and converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To receive a complete head once a request has begun or a connection opened.
+    pub header: Duration,
+    /// To keep an idle keep-alive connection.
+    pub keepalive: Duration,
+    /// For a send to make progress.
+    pub send: Duration,
+    /// To finish in-flight work at shutdown.
+    pub grace: Duration,
+}
+
+/// What every HTTP stage has running once it has started.
+#[derive(Debug)]
+pub struct Server {
+    /// The site, shared by every thread.
+    pub site: Arc<Site>,
+    /// The signal flags and the self-pipe.
+    pub signals: Signals,
+    /// The log writer (flushes on drop).
+    pub logs: Logs,
+    /// The timeouts.
+    pub timeouts: Timeouts,
+}
+
+fn secs(name: &str, v: f64) -> io::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--{name} must be a positive number of seconds, not {v}"),
+            )
+        })
+}
+
+fn file_or_stderr(s: &str) -> Option<PathBuf> {
+    (s != "-").then(|| PathBuf::from(s))
+}
+
+impl HttpConfig {
+    /// The timeouts, or an error naming the bad flag.
+    pub fn timeouts(&self) -> io::Result<Timeouts> {
+        Ok(Timeouts {
+            header: secs("header-timeout", self.header_timeout)?,
+            keepalive: secs("keepalive-timeout", self.keepalive_timeout)?,
+            send: secs("send-timeout", self.send_timeout)?,
+            grace: secs("grace-period", self.grace_period)?,
+        })
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> io::Result<Limits> {
+        if self.max_headers == 0 || self.max_headers > MAX_HEADERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--max-headers must be between 1 and {MAX_HEADERS}"),
+            ));
+        }
+        Ok(Limits {
+            max_request_line: self.max_request_line,
+            max_head: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_body: self.max_body,
+        })
+    }
+
+    /// The log settings.
+    pub fn log_settings(&self) -> io::Result<LogSettings> {
+        let level = crate::logging::parse_level(&self.log_level).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown --log-level {}", self.log_level),
+            )
+        })?;
+        Ok(LogSettings {
+            access_off: self.access_log == "off",
+            access_log: file_or_stderr(&self.access_log),
+            error_log: file_or_stderr(&self.error_log),
+            level,
+            max_bytes: self.log_max_bytes,
+            keep: self.log_keep,
+        })
+    }
+
+    /// Installs signal handlers, starts the logs and loads the site. Call it
+    /// from the main thread before starting any other thread. `server` is
+    /// the `Server` header value (the stage's name).
+    pub fn start(&self, server: &str) -> io::Result<Server> {
+        let timeouts = self.timeouts()?;
+        let limits = self.limits()?;
+        let signals = Signals::install()?;
+        let logs = Logs::start(&self.log_settings()?, signals.reopen_flag())?;
+        let mut site = Site::new(&self.root, server, Some(&self.error_pages), logs.access())?;
+        site.limits = limits;
+        site.autoindex = self.autoindex;
+        site.precompressed = self.precompressed;
+        site.api = self.api;
+        log::info!("{server} serving {}", site.root.display());
+        Ok(Server {
+            site: Arc::new(site),
+            signals,
+            logs,
+            timeouts,
+        })
+    }
+}
+
+/// Prints the one line the contract promises once the server accepts
+/// connections, and flushes it: tests and scripts read the port from it.
+pub fn announce(addr: SocketAddr) {
+    let mut out = io::stdout().lock();
+    // If stdout is gone there is nobody to tell; keep serving.
+    let _ = writeln!(out, "listening on http://{addr}/");
+    let _ = out.flush();
+}
+
+/// Logs a fatal start-up error and exits with status 1.
+pub fn fatal(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1);
+}

@@ -1,0 +1,164 @@
+//! Blocking socket helpers: reading against a deadline, sending a file
+//! region with `sendfile(2)`, and closing without losing the response.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use common::http::FileRegion;
+use common::signals::Signals;
+
+/// Bytes asked for per `read(2)`.
+const READ_CHUNK: usize = 8192;
+/// Bytes handed to one `sendfile(2)` call, so a large file is sent in steps
+/// between which the shutdown grace period is checked.
+const SENDFILE_CHUNK: usize = 1 << 20;
+/// How long [`linger_close`] waits for the client to close its side.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much [`linger_close`] reads and throws away at most.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What [`read_until`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Some bytes were appended to the input.
+    Data,
+    /// The client closed its side.
+    Eof,
+    /// The deadline passed with nothing read.
+    TimedOut,
+    /// A shutdown started while waiting (only when `wake` was given).
+    Interrupted,
+}
+
+// ANCHOR: read_until
+/// Reads once into the end of `input`, waiting at most until `deadline`.
+/// With `wake`, the wait also ends when a shutdown starts: it polls the
+/// socket and the signal self-pipe together, then reads.
+pub fn read_until(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    deadline: Instant,
+    wake: Option<&Signals>,
+) -> io::Result<ReadOutcome> {
+    loop {
+        let Some(remaining) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(ReadOutcome::TimedOut);
+        };
+        if let Some(signals) = wake {
+            if !signals.wait_readable(stream.as_fd(), Some(remaining))? {
+                if signals.shutdown_requested() {
+                    return Ok(ReadOutcome::Interrupted);
+                }
+                // A timeout or another signal (SIGUSR1): check the deadline.
+                continue;
+            }
+        }
+        // SO_RCVTIMEO bounds the read itself.
+        stream.set_read_timeout(Some(remaining))?;
+        let start = input.len();
+        input.resize(start + READ_CHUNK, 0);
+        let result = stream.read(&mut input[start..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        input.truncate(start + n);
+        return match result {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(_) => Ok(ReadOutcome::Data),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(ReadOutcome::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+// ANCHOR_END: read_until
+
+// ANCHOR: send_region
+/// Sends a file region with `sendfile(2)`: the kernel copies from the page
+/// cache to the socket, and the bytes never enter this process. The socket's
+/// send timeout (SO_SNDTIMEO) bounds each stalled call; once a shutdown
+/// starts, the whole transfer gets at most `grace` more.
+pub fn send_region(
+    stream: &TcpStream,
+    region: &FileRegion,
+    signals: &Signals,
+    grace: Duration,
+) -> io::Result<()> {
+    let mut offset = region.offset as nix::libc::off_t;
+    let end = region.offset + region.len;
+    let mut grace_deadline = None;
+    while (offset as u64) < end {
+        if signals.shutdown_requested() {
+            let d = *grace_deadline.get_or_insert_with(|| Instant::now() + grace);
+            if Instant::now() >= d {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "grace period over"));
+            }
+        }
+        let count = ((end - offset as u64) as usize).min(SENDFILE_CHUNK);
+        match nix::sys::sendfile::sendfile(
+            stream.as_fd(),
+            region.file.as_fd(),
+            Some(&mut offset),
+            count,
+        ) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while sending",
+                ));
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: send_region
+
+// ANCHOR: linger_close
+/// Closes a connection so that the response just written is not lost.
+///
+/// If a socket is closed while unread request bytes sit in its receive
+/// buffer, Linux answers with a RST, and a RST can make the client discard
+/// response bytes it has not read yet. So: send our FIN first
+/// (`shutdown(Write)`), then read and discard until the client closes too,
+/// for a bounded time and amount — what nginx calls *lingering close*.
+pub fn linger_close(stream: &TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    let mut s = stream;
+    while drained < LINGER_BYTES {
+        let Some(remaining) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            return;
+        };
+        if s.set_read_timeout(Some(remaining)).is_err() {
+            return;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+// ANCHOR_END: linger_close
