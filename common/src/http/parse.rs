@@ -386,12 +386,15 @@ fn classify_method(m: &str) -> Method {
 fn version_error(line: &[u8]) -> ParseError {
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let line = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
-    let Some(v) = line.rsplit(|&b| b == b' ').next() else {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return ParseError::Syntax;
     };
     match v {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() && line.contains(&b' ') =>
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
             ParseError::Version
         }
@@ -449,6 +452,7 @@ mod tests {
         http2_version: b"GET / HTTP/2.0\r\nHost: a\r\n\r\n" => ParseError::Version;
         http12_version: b"GET / HTTP/1.2\r\nHost: a\r\n\r\n" => ParseError::Version;
         garbage_version: b"GET / HTTQ/1.1\r\nHost: a\r\n\r\n" => ParseError::Syntax;
+        space_in_target: b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n" => ParseError::Syntax;
         binary_junk: b"\x00\x01\x02\xff\xfe\r\n\r\n" => ParseError::Syntax;
         relative_target: b"GET index.html HTTP/1.1\r\nHost: a\r\n\r\n" => ParseError::Syntax;
         bare_cr_in_value: b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n" => ParseError::Syntax;
