@@ -389,9 +389,10 @@ fn writer_thread(
                     log::error!("reopening the access log: {e}");
                 }
             }
-            let mut ef = error.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = ef.reopen() {
-                drop(ef);
+            // The guard must be gone before `log::info!` below, which takes
+            // the same lock.
+            let reopened = error.lock().unwrap_or_else(|e| e.into_inner()).reopen();
+            if let Err(e) = reopened {
                 eprintln!("reopening the error log: {e}");
             }
             log::info!("log files reopened");

@@ -161,12 +161,14 @@ fn choose_representation(
         let mut sibling = OsString::from(path.as_os_str());
         sibling.push(".");
         sibling.push(ext);
+        // One stat first: most files have no sibling, and canonicalizing a
+        // path that does not exist costs a readlink per component.
+        if !Path::new(&sibling).is_file() {
+            continue;
+        }
         let Ok(sibling) = path::contain(&site.root, Path::new(&sibling)) else {
             continue;
         };
-        if !sibling.is_file() {
-            continue;
-        }
         any = true;
         if chosen.is_none() && req.accept_encoding.is_some_and(|ae| accepts(ae, coding)) {
             chosen = Some((sibling, coding));

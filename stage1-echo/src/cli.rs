@@ -1,0 +1,192 @@
+//! The server's settings: flags, with an optional TOML file underneath.
+//!
+//! Each field is a flag (`--max-line`) and a key of the `--config` file
+//! (`max_line`); its default is written once, in the `clap` attribute, and
+//! `--help` prints it. `common::config` does the layering.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// How the server waits for its clients.
+#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    /// One client at a time, blocking reads and writes.
+    Blocking,
+    /// One thread, non-blocking sockets multiplexed with poll(2).
+    Poll,
+}
+
+/// What the server does with a line that is not a command.
+#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Send it back unchanged.
+    Echo,
+    /// Relay it to every other member of the chat room.
+    Chat,
+}
+
+/// How messages are delimited on the wire.
+#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    /// Text lines ending in `\n` or `\r\n`.
+    Line,
+    /// Varint length prefix, then a protobuf message (echo mode only).
+    Protobuf,
+}
+
+/// How much the server logs to stderr.
+#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only failures of the server itself.
+    Error,
+    /// Also misbehaving clients (resets, overlong lines, slow consumers).
+    Warn,
+    /// Also every connection and disconnection.
+    Info,
+    /// Also every message.
+    Debug,
+}
+
+/// Stage 1 of the course: a TCP echo and chat server, blocking or poll(2).
+#[derive(Parser, Serialize, Deserialize, Debug, Clone)]
+#[command(
+    name = "stage1-echo",
+    version,
+    after_help = "Run `stage1-echo client --help` for the bundled client."
+)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: SocketAddr,
+
+    /// TOML file with any of these settings (keys are the flag names with
+    /// `_` for `-`); flags given on the command line win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Concurrency model.
+    #[arg(long, value_enum, default_value_t = Model::Poll)]
+    pub model: Model,
+
+    /// Echo server or chat room.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+
+    /// Text lines or length-prefixed protobuf frames (echo mode only).
+    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    pub framing: Framing,
+
+    /// Longest line (or protobuf frame body) in bytes; longer closes the
+    /// connection with an ERR.
+    #[arg(long, default_value_t = 4096)]
+    pub max_line: usize,
+
+    /// Most connections at once; one more gets `ERR server full`.
+    #[arg(long, default_value_t = 512)]
+    pub max_clients: usize,
+
+    /// Seconds without input before a client gets `BYE idle timeout`
+    /// (0 = never).
+    #[arg(long, default_value_t = 300.0)]
+    pub idle_timeout: f64,
+
+    /// Bytes of output the server keeps for one client. Past it the server
+    /// stops reading that client's requests; a chat member whose relayed
+    /// messages would go past it is disconnected as too slow.
+    #[arg(long, default_value_t = 65536)]
+    pub max_pending: usize,
+
+    /// Log verbosity on stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+impl Config {
+    /// Checks what the types cannot: returns a message for the user if a
+    /// combination of settings makes no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.framing == Framing::Protobuf && self.mode == Mode::Chat {
+            return Err(
+                "--framing protobuf works with --mode echo only (chat relays free text)".into(),
+            );
+        }
+        if self.max_line == 0 {
+            return Err("--max-line must be at least 1".into());
+        }
+        if self.max_pending == 0 {
+            return Err("--max-pending must be at least 1".into());
+        }
+        self.idle_timeout()?;
+        Ok(())
+    }
+
+    /// The idle timeout, `None` for never.
+    pub fn idle_timeout(&self) -> Result<Option<Duration>, String> {
+        match Duration::try_from_secs_f64(self.idle_timeout) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(_) => Err(format!(
+                "--idle-timeout must be a number of seconds >= 0, not {}",
+                self.idle_timeout
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut v = vec!["stage1-echo"];
+        v.extend(args);
+        common::config::load_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = parse(&[]);
+        assert_eq!(c.addr.to_string(), "127.0.0.1:7878");
+        assert_eq!(
+            (c.model, c.mode, c.framing),
+            (Model::Poll, Mode::Echo, Framing::Line)
+        );
+        assert_eq!((c.max_line, c.max_pending), (4096, 65536));
+        assert_eq!(c.idle_timeout(), Ok(Some(Duration::from_secs(300))));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn chat_over_protobuf_and_bad_timeouts_are_refused() {
+        assert!(
+            parse(&["--mode", "chat", "--framing", "protobuf"])
+                .validate()
+                .is_err()
+        );
+        assert!(parse(&["--idle-timeout=-1"]).validate().is_err());
+        assert_eq!(parse(&["--idle-timeout", "0"]).idle_timeout(), Ok(None));
+    }
+
+    #[test]
+    fn a_config_file_sets_enums_and_numbers() {
+        let file = std::env::temp_dir().join(format!("stage1-cfg-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "model = \"blocking\"\nmax_line = 10\nidle_timeout = 0.5\n",
+        )
+        .unwrap();
+        let c = parse(&["--config", file.to_str().unwrap(), "--max-line", "20"]);
+        assert_eq!(c.model, Model::Blocking);
+        assert_eq!(c.max_line, 20);
+        assert_eq!(c.idle_timeout, 0.5);
+        std::fs::remove_file(file).unwrap();
+    }
+}
