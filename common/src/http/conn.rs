@@ -81,6 +81,7 @@ impl Conn {
         self.skip > 0
     }
 
+    // ANCHOR: conn_next
     /// Consumes from `input` what it can and decides the next step. Returns
     /// the number of bytes of `input` used up (the caller drops them). With
     /// `draining` (the server is shutting down) the next response says
@@ -139,6 +140,7 @@ impl Conn {
                     self.closing = true;
                 }
                 (used + consumed as usize, Step::Respond(reply))
+                // ANCHOR_END: conn_next
             }
         }
     }

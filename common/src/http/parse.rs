@@ -194,6 +194,7 @@ impl Request<'_> {
 
 /// Parses the head at the start of `buf` (see the module docs).
 pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Request<'b>>, ParseError> {
+    // ANCHOR: parse_limits
     // 414 is decided on the request line alone, before the head is complete:
     // a client sending an endless target must not make us buffer `max_head`.
     let start = buf
@@ -222,6 +223,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Request<'b>>, 
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeaderTooLarge),
         Err(httparse::Error::Version) => return Err(version_error(line)),
         Err(_) => return Err(ParseError::Syntax),
+        // ANCHOR_END: parse_limits
     };
     if head_len > limits.max_head {
         return Err(ParseError::HeaderTooLarge);
@@ -307,6 +309,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Request<'b>>, 
     if hosts > 1 || (hosts == 0 && version == Version::Http11) {
         return Err(ParseError::Host);
     }
+    // ANCHOR: framing
     r.body = match (transfer_encoding, content_length) {
         (Some(_), Some(_)) => return Err(ParseError::Framing),
         (Some(_), None) if version == Version::Http10 => return Err(ParseError::Framing),
@@ -319,6 +322,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Request<'b>>, 
         }
         (None, Some(n)) if n > limits.max_body => return Err(ParseError::BodyTooLarge),
         (None, n) => BodyFraming::Length(n.unwrap_or(0)),
+        // ANCHOR_END: framing
     };
     Ok(Status::Complete(r))
 }

@@ -45,6 +45,7 @@ impl PathError {
     }
 }
 
+// ANCHOR: normalize
 /// Decodes and normalizes a raw request path into the relative path it
 /// names under the root (no filesystem access).
 pub fn normalize(raw: &str) -> Result<PathBuf, PathError> {
@@ -80,6 +81,7 @@ pub fn normalize(raw: &str) -> Result<PathBuf, PathError> {
         rel.push(OsStr::from_bytes(s));
     }
     Ok(rel)
+    // ANCHOR_END: normalize
 }
 
 /// Resolves a raw request path under `root` (which must be canonical) to the
@@ -89,6 +91,7 @@ pub fn resolve(root: &Path, raw: &str) -> Result<PathBuf, PathError> {
     contain(root, &root.join(rel))
 }
 
+// ANCHOR: contain
 /// Canonicalizes `path` and checks that it is inside `root`.
 pub fn contain(root: &Path, path: &Path) -> Result<PathBuf, PathError> {
     let real = path.canonicalize().map_err(|e| io_to_path_error(&e))?;
@@ -97,6 +100,7 @@ pub fn contain(root: &Path, path: &Path) -> Result<PathBuf, PathError> {
     } else {
         log::warn!("refused {}: resolves outside the root", path.display());
         Err(PathError::NotFound)
+        // ANCHOR_END: contain
     }
 }
 
