@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -268,6 +268,45 @@ impl log::Log for ErrorLogger {
     fn flush(&self) {}
 }
 
+/// The error log of this process, once installed. A forked child inherits
+/// it (and its descriptor), so parent and child log through the same code.
+static ERROR_LOG: OnceLock<Arc<Mutex<LogFile>>> = OnceLock::new();
+
+/// Opens the error log and installs it as the `log` facade's logger, once
+/// per process; later calls return the first one. A process that must not
+/// start threads (stage 5's master, which forks) calls this instead of
+/// [`Logs::start`].
+pub fn init_error_log(s: &LogSettings) -> io::Result<Arc<Mutex<LogFile>>> {
+    if let Some(f) = ERROR_LOG.get() {
+        return Ok(Arc::clone(f));
+    }
+    let file = Arc::new(Mutex::new(LogFile::open(
+        s.error_log.as_deref(),
+        s.max_bytes,
+        s.keep,
+    )?));
+    let file = Arc::clone(ERROR_LOG.get_or_init(|| file));
+    let logger = ErrorLogger {
+        file: Arc::clone(&file),
+        level: s.level,
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(s.level);
+    }
+    Ok(file)
+}
+
+/// Reopens the error log file (SIGUSR1), for a process without a
+/// [`Logs`] writer thread.
+pub fn reopen_error_log() {
+    if let Some(f) = ERROR_LOG.get() {
+        let reopened = f.lock().unwrap_or_else(|e| e.into_inner()).reopen();
+        if let Err(e) = reopened {
+            eprintln!("reopening the error log: {e}");
+        }
+    }
+}
+
 /// What [`Logs::start`] needs to know.
 #[derive(Debug, Clone)]
 pub struct LogSettings {
@@ -301,18 +340,7 @@ impl Logs {
     /// calls keep the first logger) and starts the writer thread, which also
     /// reopens both files whenever `reopen` is set (SIGUSR1).
     pub fn start(s: &LogSettings, reopen: Arc<AtomicBool>) -> io::Result<Logs> {
-        let error_file = Arc::new(Mutex::new(LogFile::open(
-            s.error_log.as_deref(),
-            s.max_bytes,
-            s.keep,
-        )?));
-        let logger = ErrorLogger {
-            file: Arc::clone(&error_file),
-            level: s.level,
-        };
-        if log::set_boxed_logger(Box::new(logger)).is_ok() {
-            log::set_max_level(s.level);
-        }
+        let error_file = init_error_log(s)?;
         let access_file = if s.access_off {
             None
         } else {

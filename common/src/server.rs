@@ -13,9 +13,9 @@ use std::time::Duration;
 use clap::ArgAction;
 use serde::{Deserialize, Serialize};
 
-use crate::http::Site;
 use crate::http::parse::{Limits, MAX_HEADERS};
-use crate::logging::{LogSettings, Logs};
+use crate::http::{Site, StatusPage, StatusSource};
+use crate::logging::{AccessLog, LogSettings, Logs};
 use crate::signals::Signals;
 
 /// The bundled sample site, found from the source checkout whatever the
@@ -107,6 +107,15 @@ pub struct HttpConfig {
     /// Rotated log files to keep (`access.log.1` ... `access.log.N`).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub log_keep: u32,
+
+    /// Path of the status page (Prometheus text), for stages that have one;
+    /// `off` disables it. Only loopback clients get it unless --status-remote.
+    #[arg(long, value_name = "PATH", default_value = "/server-status")]
+    pub status_path: String,
+
+    /// Answer the status page to clients that are not on loopback too.
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
+    pub status_remote: bool,
 }
 
 /// The timeouts, checked and converted.
@@ -200,15 +209,20 @@ impl HttpConfig {
     /// from the main thread before starting any other thread. `server` is
     /// the `Server` header value (the stage's name).
     pub fn start(&self, server: &str) -> io::Result<Server> {
+        self.start_with_status(server, None)
+    }
+
+    /// Like [`HttpConfig::start`], for a stage that serves a status page
+    /// filled by `status` (at `--status-path`, unless that is `off`).
+    pub fn start_with_status(
+        &self,
+        server: &str,
+        status: Option<Arc<dyn StatusSource>>,
+    ) -> io::Result<Server> {
         let timeouts = self.timeouts()?;
-        let limits = self.limits()?;
         let signals = Signals::install()?;
         let logs = Logs::start(&self.log_settings()?, signals.reopen_flag())?;
-        let mut site = Site::new(&self.root, server, Some(&self.error_pages), logs.access())?;
-        site.limits = limits;
-        site.autoindex = self.autoindex;
-        site.precompressed = self.precompressed;
-        site.api = self.api;
+        let site = self.site(server, logs.access(), status)?;
         log::info!("{server} serving {}", site.root.display());
         Ok(Server {
             site: Arc::new(site),
@@ -216,6 +230,33 @@ impl HttpConfig {
             logs,
             timeouts,
         })
+    }
+
+    /// Builds the [`Site`] these settings describe (also used to re-read a
+    /// configuration on reload).
+    pub fn site(
+        &self,
+        server: &str,
+        access_log: AccessLog,
+        status: Option<Arc<dyn StatusSource>>,
+    ) -> io::Result<Site> {
+        let limits = self.limits()?;
+        let mut site = Site::new(&self.root, server, Some(&self.error_pages), access_log)?;
+        site.limits = limits;
+        site.autoindex = self.autoindex;
+        site.precompressed = self.precompressed;
+        site.api = self.api;
+        site.status = match status {
+            Some(source) if self.status_path != "off" && self.status_path.starts_with('/') => {
+                Some(StatusPage {
+                    path: self.status_path.clone(),
+                    allow_remote: self.status_remote,
+                    source,
+                })
+            }
+            _ => None,
+        };
+        Ok(site)
     }
 }
 

@@ -12,6 +12,11 @@
 //!   users expect from pressing Ctrl-C twice).
 //! - SIGUSR1: reopen the log files (after `logrotate` moved them).
 //! - SIGHUP: reload; only stage 5 acts on it, the others just note it.
+//! - SIGCHLD: a child process exited; only stage 5's master has children.
+//!
+//! A process that forks must not let its children share these handlers and
+//! this pipe with it: a worker's SIGTERM would then wake the master. The
+//! child calls [`Signals::uninstall`] and installs its own.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -21,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::SigId;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::{flag, low_level};
 
 /// The process's signal state: flags set by the handlers and the read end of
@@ -34,6 +40,10 @@ pub struct Signals {
     reopen: Arc<AtomicBool>,
     /// Set by SIGHUP; taken by whoever implements reload.
     reload: Arc<AtomicBool>,
+    /// Set by SIGCHLD; taken by a process that supervises children.
+    child: Arc<AtomicBool>,
+    /// Every handler registered, so that a forked child can remove them.
+    ids: Vec<SigId>,
     /// Readable whenever a signal arrived since the last [`Signals::drain`].
     wake_rx: UnixStream,
     /// Kept so that [`Signals::trigger_shutdown`] can wake the poller too.
@@ -49,24 +59,47 @@ impl Signals {
         let shutdown = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
+        let child = Arc::new(AtomicBool::new(false));
+        let mut ids = Vec::new();
         for sig in [SIGINT, SIGTERM] {
             // Order matters: the conditional exit must be registered first, so
             // that it sees the flag as the *previous* signal left it.
-            flag::register_conditional_shutdown(sig, 1, Arc::clone(&shutdown))?;
-            flag::register(sig, Arc::clone(&shutdown))?;
+            ids.push(flag::register_conditional_shutdown(
+                sig,
+                1,
+                Arc::clone(&shutdown),
+            )?);
+            ids.push(flag::register(sig, Arc::clone(&shutdown))?);
         }
-        flag::register(SIGUSR1, Arc::clone(&reopen))?;
-        flag::register(SIGHUP, Arc::clone(&reload))?;
-        for sig in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] {
-            low_level::pipe::register(sig, wake_tx.try_clone()?)?;
+        ids.push(flag::register(SIGUSR1, Arc::clone(&reopen))?);
+        ids.push(flag::register(SIGHUP, Arc::clone(&reload))?);
+        ids.push(flag::register(SIGCHLD, Arc::clone(&child))?);
+        for sig in [SIGINT, SIGTERM, SIGUSR1, SIGHUP, SIGCHLD] {
+            ids.push(low_level::pipe::register(sig, wake_tx.try_clone()?)?);
         }
         Ok(Signals {
             shutdown,
             reopen,
             reload,
+            child,
+            ids,
             wake_rx,
             wake_tx,
         })
+    }
+
+    /// Removes this process's handlers and closes the pipe: for a child
+    /// after `fork`, before it installs its own. Signals arriving in between
+    /// are ignored (signal-hook keeps its handler installed with no action).
+    pub fn uninstall(self) {
+        for id in &self.ids {
+            low_level::unregister(*id);
+        }
+    }
+
+    /// Returns true, once, after one or more SIGCHLD.
+    pub fn take_child_exited(&self) -> bool {
+        self.child.swap(false, Ordering::SeqCst)
     }
 
     /// True once a graceful shutdown was asked for.

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use super::parse::{self, BodyFraming, Request, Status};
 use super::response::Persist;
-use super::site::{Reply, Site, error, respond};
+use super::site::{Reply, Site, error, respond, status_page};
 use crate::logging::AccessEntry;
 
 /// What the stage must do next.
@@ -133,7 +133,17 @@ impl Conn {
                     // the body is never read as a request.
                     BodyFraming::Chunked => keep_alive = false,
                 }
-                let reply = respond(&req, site, keep_alive, out);
+                let reply = match &site.status {
+                    // The status page is answered to loopback clients only,
+                    // unless configured otherwise; to others it does not exist.
+                    Some(page)
+                        if req.path == page.path
+                            && (page.allow_remote || self.peer.is_loopback()) =>
+                    {
+                        status_page(&req, site, page, keep_alive, out)
+                    }
+                    _ => respond(&req, site, keep_alive, out),
+                };
                 self.log(site, first_line(buf), Some(&req), &reply);
                 self.served += 1;
                 if !reply.keep_alive {

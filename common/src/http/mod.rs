@@ -18,7 +18,7 @@ pub mod response;
 pub mod site;
 
 pub use conn::{Conn, Step};
-pub use site::{FileRegion, Reply, Site, respond};
+pub use site::{FileRegion, Reply, Site, StatusPage, StatusSource, respond};
 
 /// The HTTP versions this server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,6 +41,24 @@ pub struct Reply {
     pub keep_alive: bool,
 }
 
+/// A stage's live figures, rendered for the status page.
+pub trait StatusSource: Send + Sync + std::fmt::Debug {
+    /// Appends the figures in the Prometheus text exposition format
+    /// (`# HELP`, `# TYPE`, then `name{labels} value` lines).
+    fn render(&self, out: &mut String);
+}
+
+/// Where the status page is served, and what fills it.
+#[derive(Debug, Clone)]
+pub struct StatusPage {
+    /// The path it answers, e.g. `/server-status`.
+    pub path: String,
+    /// Also answer clients that are not on the loopback interface.
+    pub allow_remote: bool,
+    /// The figures.
+    pub source: std::sync::Arc<dyn StatusSource>,
+}
+
 /// Everything the handler needs to know about the site; built once at
 /// start-up and shared (read-only) by every thread or worker.
 #[derive(Debug)]
@@ -61,6 +79,8 @@ pub struct Site {
     error_pages: HashMap<u16, Vec<u8>>,
     /// Where access-log lines go (possibly nowhere).
     pub access_log: AccessLog,
+    /// The status page, if this stage has one and it is switched on.
+    pub status: Option<StatusPage>,
 }
 
 /// The file name looked up in a directory before listing it.
@@ -87,6 +107,7 @@ impl Site {
             api: true,
             error_pages: HashMap::new(),
             access_log,
+            status: None,
         };
         if let Some(dir) = error_pages {
             site.load_error_pages(dir);
@@ -210,4 +231,38 @@ fn write_builtin_error(out: &mut Vec<u8>, status: u16, reason: &str) {
         out,
         "{BUILTIN_A}{status} {reason}{BUILTIN_B}{status} {reason}{BUILTIN_C}"
     );
+}
+
+/// Answers the status page: `200` with the source's figures as
+/// `text/plain; version=0.0.4` (what Prometheus scrapes), `405` for methods
+/// other than GET and HEAD.
+pub fn status_page(
+    req: &Request<'_>,
+    site: &Site,
+    page: &StatusPage,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let persist = Persist::new(req.version, keep_alive);
+    let head_only = req.method == Method::Head;
+    if !matches!(req.method, Method::Get | Method::Head) {
+        return method_not_allowed(site, persist, out);
+    }
+    let mut body = String::with_capacity(2048);
+    page.source.render(&mut body);
+    let mut h = HeadWriter::new(out, 200, &site.server);
+    h.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        .header("Content-Length", body.len())
+        .header("Cache-Control", "no-store")
+        .header("X-Content-Type-Options", "nosniff");
+    let out = h.finish(persist);
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Reply {
+        status: 200,
+        body_len: if head_only { 0 } else { body.len() as u64 },
+        file: None,
+        keep_alive: persist.keep_alive(),
+    }
 }

@@ -43,15 +43,19 @@ pub struct Client {
 impl Client {
     /// Connects, with a 10 s read timeout as an upper bound on every wait.
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to the server under test");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
+        Client::try_connect(addr).expect("connect to the server under test")
+    }
+
+    /// Connects, or returns the error (a refused connection after a
+    /// shutdown, say).
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
             stream,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Sends raw bytes.
@@ -128,6 +132,12 @@ impl Client {
         r.body = self.buf[head_len..head_len + len].to_vec();
         self.buf.drain(..head_len + len);
         Ok(r)
+    }
+
+    /// Bytes received and not yet parsed (after a failed read: whether the
+    /// server had started to answer).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Reads one response, failing the test if there is none.

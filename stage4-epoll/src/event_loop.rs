@@ -1,0 +1,522 @@
+//! The event loop: one thread, one `mio::Poll`, thousands of connections.
+//!
+//! # The readiness rules this loop relies on
+//!
+//! mio on Linux is `epoll` in **edge-triggered** mode: an event says "this
+//! socket *became* readable/writable", once, not "it is readable" on every
+//! call. From that follow the rules, as mio's `Poll` documentation states
+//! them, and where this crate keeps each one:
+//!
+//! 1. **Drain readiness.** After a readable event, read until `WouldBlock`
+//!    (or a short read, below); after a writable one, write until
+//!    `WouldBlock` or done. Otherwise no new event will ever come for the
+//!    bytes left behind. The flags `read_ready` / `write_ready` in
+//!    [`Connection`] remember readiness we have not used up yet, e.g. while
+//!    a connection is busy writing and does not want to read.
+//! 2. **Expect spurious events.** An event may report readiness that is no
+//!    longer there (or was never there); every operation copes with
+//!    `WouldBlock`, which simply clears the flag.
+//! 3. **Accept until `WouldBlock` too**: a listener's event may stand for
+//!    many pending connections. If we *stop* early (max connections, out
+//!    of file descriptors), no new event comes for the ones still queued,
+//!    so the loop must come back to them by itself (`AcceptState`).
+//! 4. **A short read or write ends the readiness.** On Linux a `read` that
+//!    returns fewer bytes than asked emptied the receive queue, and any
+//!    segment arriving later raises a new edge; the same holds for a short
+//!    `write` and the send buffer. So one `read(2)` per request suffices
+//!    instead of a second one that returns `EAGAIN` — nginx relies on the
+//!    same. (The FIN is the exception: when `EPOLLRDHUP` was reported, we
+//!    read on until end-of-file.)
+//! 5. **Tokens are ours.** A token is just a number given back with the
+//!    event; here it is the connection's key in a [`Slab`], so looking a
+//!    connection up is an index, not a hash (a `HashMap<Token, _>` would
+//!    hash on every event). Events for a key that was closed earlier in
+//!    the same batch are skipped.
+//!
+//! Connections are registered once for `READABLE | WRITABLE` and never
+//! re-registered, so the steady state costs no `epoll_ctl` per request;
+//! closing the socket removes it from the epoll set, so closing needs no
+//! `deregister` either.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http::Site;
+use common::server::Timeouts;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::buffer_pool::BufferPool;
+use crate::connection::{Connection, Ctx, Progress};
+use crate::timer::Timers;
+
+/// The waker's token (slab keys never get near it).
+const WAKER: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 2;
+/// How long accepting pauses after `EMFILE`/`ENFILE` (unless a connection
+/// closes first and frees a descriptor).
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Events handled per `epoll_wait`.
+const EVENTS_CAPACITY: usize = 1024;
+/// Size of the loop-wide scratch buffer for discarded bytes.
+const SCRATCH: usize = 16 * 1024;
+
+// ANCHOR: observer
+/// Told what happens in a loop, from the loop's own thread: stage 5's
+/// workers keep their shared-memory scoreboard slot up to date with it.
+/// Every method defaults to doing nothing; calls must be cheap (atomics).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A connection was registered.
+    fn opened(&self) {}
+    /// A connection was dropped.
+    fn closed(&self) {}
+    /// A response was produced (status, body bytes).
+    fn responded(&self, _status: u16, _body_bytes: u64) {}
+}
+// ANCHOR_END: observer
+
+/// What every event loop needs to know; cheap to clone (one per loop).
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// The site to serve.
+    pub site: Arc<Site>,
+    /// Header, keep-alive, send and grace timeouts.
+    pub timeouts: Timeouts,
+    /// Connections this loop holds at most; at the limit it stops accepting
+    /// until one closes (like nginx's `worker_connections`, per loop).
+    pub max_connections: usize,
+    /// Told about connections and responses, if set.
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// The part of a loop other threads (or a stage 5 worker's fd receiver)
+/// can reach.
+#[derive(Debug)]
+struct Shared {
+    /// Wakes the loop out of `epoll_wait` (an `eventfd` on Linux).
+    waker: Waker,
+    /// A graceful shutdown was asked for.
+    stop: AtomicBool,
+    /// Connections handed over from outside, waiting to be registered.
+    inbox: Mutex<Vec<std::net::TcpStream>>,
+}
+
+// ANCHOR: handle
+/// A handle on a running [`EventLoop`] from another thread: ask it to shut
+/// down, or hand it a connection accepted elsewhere (stage 5's workers get
+/// theirs over a Unix socket). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Starts a graceful shutdown: the loop stops accepting, closes idle
+    /// connections at once, finishes the others within the grace period,
+    /// and `run` returns.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.shared.waker.wake() {
+            log::error!("waking an event loop: {e}");
+        }
+    }
+
+    /// Gives the loop a connection accepted somewhere else; it is served
+    /// like one the loop accepted itself.
+    pub fn hand_over(&self, stream: std::net::TcpStream) -> io::Result<()> {
+        lock(&self.shared.inbox).push(stream);
+        self.shared.waker.wake()
+    }
+}
+// ANCHOR_END: handle
+
+/// Locks a mutex, ignoring poisoning: the inbox is a plain `Vec` that a
+/// panicking holder cannot leave half-updated.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why accepting is paused, if it is.
+#[derive(Debug, Default)]
+struct AcceptState {
+    /// At `max_connections`: resume when a connection closes.
+    full: bool,
+    /// Out of file descriptors: resume at this time, or earlier when a
+    /// connection closes. Retrying at once would spin: the pending
+    /// connection stays in the queue and the listener stays readable.
+    paused_until: Option<Instant>,
+    /// When `EMFILE` was last logged, so a flood logs once a second.
+    last_logged: Option<Instant>,
+}
+
+// ANCHOR: event_loop
+/// One event loop: a `Poll`, the listeners it accepts on, and its
+/// connections. Run one per thread (`--loops N`), or one per process
+/// (stage 5).
+#[derive(Debug)]
+pub struct EventLoop {
+    /// The epoll instance.
+    poll: Poll,
+    /// Listening sockets; empty for a loop that only gets handed streams.
+    listeners: Vec<TcpListener>,
+    /// Every open connection; its key is its token.
+    conns: Slab<Connection>,
+    /// Deadlines of all connections.
+    timers: Timers,
+    /// Spare buffers; idle connections hold none.
+    pool: BufferPool,
+    /// Discarded bytes (lingering) land here.
+    scratch: Box<[u8]>,
+    /// Shared with the [`Handle`]s.
+    shared: Arc<Shared>,
+    /// Site, timeouts, limits.
+    config: LoopConfig,
+    /// Whether and why accepting is paused.
+    accept: AcceptState,
+    /// Connections that yielded their turn and must be driven again
+    /// without waiting for an event (no new edge would come).
+    again: Vec<usize>,
+    /// Source of [`Connection::serial`].
+    next_serial: u32,
+    /// Set once a shutdown began: the end of the grace period.
+    grace_deadline: Option<Instant>,
+}
+// ANCHOR_END: event_loop
+
+impl EventLoop {
+    /// A loop with no listener and no connection yet.
+    pub fn new(config: LoopConfig) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(EventLoop {
+            poll,
+            listeners: Vec::new(),
+            conns: Slab::new(),
+            timers: Timers::new(),
+            pool: BufferPool::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            shared: Arc::new(Shared {
+                waker,
+                stop: AtomicBool::new(false),
+                inbox: Mutex::new(Vec::new()),
+            }),
+            config,
+            accept: AcceptState::default(),
+            again: Vec::new(),
+            next_serial: 0,
+            grace_deadline: None,
+        })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Adds an already bound and listening socket to accept on (it is set
+    /// non-blocking here).
+    pub fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let token = Token(LISTENER_BASE - self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut listener, token, Interest::READABLE)?;
+        self.listeners.push(listener);
+        Ok(())
+    }
+
+    /// Serves a connection accepted elsewhere, from the loop's own thread.
+    /// (From another thread, use [`Handle::hand_over`].)
+    pub fn register_stream(&mut self, stream: std::net::TcpStream) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        self.add_connection(TcpStream::from_std(stream), peer, Instant::now())
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    // ANCHOR: run
+    /// Runs until a shutdown was asked for (through a [`Handle`]) and every
+    /// connection is finished or the grace period is over.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let now = Instant::now();
+            if self.shared.stop.load(Ordering::SeqCst) && self.grace_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            if let Some(grace) = self.grace_deadline {
+                if self.conns.is_empty() || now >= grace {
+                    break;
+                }
+            }
+            let timeout = self.poll_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.take_inbox(now),
+                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
+                        self.accept_all(now);
+                    }
+                    Token(key) => {
+                        // The connection may have been closed earlier in
+                        // this batch: then the event is stale.
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.on_event(event);
+                            self.drive(key, now);
+                        }
+                    }
+                }
+            }
+            self.run_again(now);
+            self.expire_timers(now);
+            self.resume_accepting(now);
+        }
+        let left = self.conns.len();
+        if left > 0 {
+            log::warn!("grace period over: dropping {left} connection(s)");
+        }
+        Ok(())
+    }
+    // ANCHOR_END: run
+
+    /// How long `epoll_wait` may sleep: until the next timer, the end of an
+    /// accept pause or of the grace period; not at all if connections wait
+    /// for another turn.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.timers.next_wakeup(),
+            self.accept.paused_until,
+            self.grace_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Builds the context a connection borrows and drives it; closes it if
+    /// it is done or failed.
+    fn drive(&mut self, key: usize, now: Instant) {
+        self.with_conn(key, now, |conn, cx| conn.drive(cx));
+    }
+
+    fn with_conn(
+        &mut self,
+        key: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Connection, &mut Ctx<'_>) -> io::Result<Progress>,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut cx = Ctx {
+            site: &self.config.site,
+            timeouts: self.config.timeouts,
+            pool: &mut self.pool,
+            timers: &mut self.timers,
+            scratch: &mut self.scratch,
+            now,
+            draining: self.grace_deadline.is_some(),
+            key,
+            observer: self.config.observer.as_deref(),
+        };
+        match f(conn, &mut cx) {
+            Ok(Progress::Wait) => {}
+            Ok(Progress::Yield) => self.again.push(key),
+            Ok(Progress::Done) => self.close(key),
+            Err(e) => {
+                // One connection's error is its own business: log, drop it.
+                log::debug!("connection {key}: {e}");
+                self.close(key);
+            }
+        }
+    }
+
+    /// Drops a connection: the socket closes (and leaves the epoll set),
+    /// its buffers go back to the pool, its timer entry becomes stale.
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            conn.release(&mut self.pool);
+            if let Some(o) = &self.config.observer {
+                o.closed();
+            }
+        }
+        // A descriptor and a slot were freed: accepting may resume.
+        if self.accept.paused_until.is_some() {
+            self.accept.paused_until = Some(Instant::now());
+        }
+    }
+
+    /// Drives again the connections that yielded their turn.
+    fn run_again(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.again) {
+            self.drive(key, now);
+        }
+    }
+
+    // ANCHOR: expire
+    /// Handles every timer that is due.
+    fn expire_timers(&mut self, now: Instant) {
+        while let Some((key, serial, at)) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.serial != serial || !self.timers.fire(&mut conn.deadline, at, now, key, serial)
+            {
+                continue;
+            }
+            self.with_conn(key, now, |conn, cx| conn.on_timeout(cx));
+        }
+    }
+    // ANCHOR_END: expire
+
+    // ANCHOR: accept
+    /// Accepts until `WouldBlock` on every listener, unless paused.
+    fn accept_all(&mut self, now: Instant) {
+        if self.accept.paused_until.is_some() || self.grace_deadline.is_some() {
+            return;
+        }
+        for i in 0..self.listeners.len() {
+            loop {
+                if self.conns.len() >= self.config.max_connections {
+                    // Leave the rest in the kernel's queue; `close` and
+                    // `resume_accepting` come back for them.
+                    self.accept.full = true;
+                    return;
+                }
+                match self.listeners[i].accept() {
+                    Ok((stream, peer)) => {
+                        if let Err(e) = self.add_connection(stream, peer, now) {
+                            log::warn!("registering a connection: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // The client gave up while queued: next one.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                    Err(e) => {
+                        // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection
+                        // stays queued and the listener stays readable.
+                        // Retrying now would spin at 100% CPU: pause.
+                        if self
+                            .accept
+                            .last_logged
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                        {
+                            log::error!("accept: {e}; pausing accepting for {ACCEPT_PAUSE:?}");
+                            self.accept.last_logged = Some(now);
+                        }
+                        self.accept.paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Comes back to the listeners after a pause: the queued connections
+    /// raise no new event (rule 3).
+    fn resume_accepting(&mut self, now: Instant) {
+        if self.accept.paused_until.is_some_and(|t| t <= now) {
+            self.accept.paused_until = None;
+            self.accept_all(now);
+        } else if self.accept.full && self.conns.len() < self.config.max_connections {
+            self.accept.full = false;
+            self.accept_all(now);
+        }
+    }
+    // ANCHOR_END: accept
+
+    /// Registers a new connection and starts its header timeout.
+    fn add_connection(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> io::Result<()> {
+        // Responses are written whole; Nagle would only delay the last one.
+        stream.set_nodelay(true)?;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let serial = self.next_serial;
+        let mut conn = Connection::new(stream, peer.ip(), serial, now);
+        self.timers.arm(
+            &mut conn.deadline,
+            now + self.config.timeouts.header,
+            key,
+            serial,
+        );
+        entry.insert(conn);
+        if let Some(o) = &self.config.observer {
+            o.opened();
+        }
+        Ok(())
+    }
+
+    /// Registers the connections handed over through [`Handle::hand_over`].
+    fn take_inbox(&mut self, now: Instant) {
+        let streams = std::mem::take(&mut *lock(&self.shared.inbox));
+        for stream in streams {
+            let added = stream.set_nonblocking(true).and_then(|()| {
+                let peer = stream.peer_addr()?;
+                self.add_connection(TcpStream::from_std(stream), peer, now)
+            });
+            if let Err(e) = added {
+                // Usually the client gave up before the worker got the socket.
+                log::debug!("a handed-over connection: {e}");
+            }
+        }
+    }
+
+    // ANCHOR: shutdown
+    /// Stops accepting, closes the idle connections, and starts the grace
+    /// period for the others; their next response says `Connection: close`.
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.grace_deadline = Some(now + self.config.timeouts.grace);
+        for mut listener in self.listeners.drain(..) {
+            // Closing it is enough to leave epoll; deregister to be explicit.
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_waiting())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+        log::info!(
+            "shutting down: {} connection(s) in flight",
+            self.conns.len()
+        );
+    }
+    // ANCHOR_END: shutdown
+}

@@ -1,0 +1,174 @@
+//! Stage 4: an HTTP/1.1 static-file server on `mio` event loops.
+//!
+//! **What this stage demonstrates.** One thread serving tens of thousands of
+//! connections: every socket is non-blocking, one `epoll_wait` (through
+//! `mio::Poll`) says which sockets are ready, and each connection is a small
+//! state machine that does what its socket allows and returns. Timers live
+//! in one heap per loop instead of one blocked thread per connection, and
+//! I/O buffers are pooled, so an idle keep-alive connection costs about a
+//! hundred bytes of user memory instead of a thread stack. `--loops N` runs
+//! N such loops, each on its own thread with its own `SO_REUSEPORT`
+//! listener, so the kernel spreads connections over them.
+//!
+//! **What changed since stage 3.** The thread pool is gone, and with it the
+//! blocking calls: `read_until` with a deadline became "read until
+//! `WouldBlock`, arm a timer", the blocking `sendfile` loop became one that
+//! stops when the socket is full and resumes on the next `WRITABLE` event,
+//! and the lingering close became a phase of the state machine. The HTTP
+//! logic did not change at all: the same `common::http::Conn` answers the
+//! same bytes.
+//!
+//! **What it cannot do.** Anything slow inside the loop stalls every
+//! connection of that loop: `open`/`stat` of a file on a cold disk, a large
+//! directory listing, a log line when the log pipe is full. nginx has the
+//! same problem (and thread pools for `aio`); stage 5 contains the damage
+//! to one worker process, and would need `io_uring` to remove it. There is
+//! no back-pressure across loops either: `SO_REUSEPORT` hashes a
+//! connection to a loop whether or not that loop is busy.
+//!
+//! # Layout
+//! - [`event_loop`]: `Poll`, tokens, accepting, dispatching events and
+//!   timers, shutdown; the readiness rules it relies on.
+//! - [`connection`]: one connection's state machine over the sans-IO core.
+//! - [`timer`]: deadlines in a binary heap with lazy cancellation.
+//! - [`buffer_pool`]: borrowed I/O buffers.
+//! - [`serve`], [`bind_reuseport`], [`set_fd_limit`]: what the binary (and
+//!   stage 5) wires together.
+//!
+//! # Using the loop from another program (stage 5)
+//!
+//! ```no_run
+//! # fn demo(config: stage4_epoll::LoopConfig, listener: std::net::TcpListener,
+//! #         stream: std::net::TcpStream) -> std::io::Result<()> {
+//! use stage4_epoll::EventLoop;
+//! let mut ev = EventLoop::new(config)?;
+//! ev.add_listener(listener)?; // optional: a worker may only get handed streams
+//! let handle = ev.handle(); // Send + Clone: for a signal or fd-receiving thread
+//! let t = std::thread::spawn(move || ev.run());
+//! handle.hand_over(stream)?; // a connection accepted elsewhere
+//! handle.shutdown(); // graceful: idle connections close, the rest finish
+//! t.join().expect("loop thread")?;
+//! # Ok(()) }
+//! ```
+
+pub mod buffer_pool;
+pub mod connection;
+pub mod event_loop;
+pub mod timer;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+
+use common::signals::Signals;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
+    sockopt,
+};
+
+pub use event_loop::{EventLoop, Handle, LoopConfig, Observer};
+
+// ANCHOR: reuseport
+/// Binds `n` listening sockets to the same address with `SO_REUSEPORT`, one
+/// per event loop: the kernel then spreads incoming connections over them
+/// (by a hash of the client's address and port), and no two loops ever
+/// compete in `accept` for the same connection. With port 0 the first
+/// socket picks the port and the others join it.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let family = if addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+        bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+        // The kernel caps the backlog at net.core.somaxconn.
+        listen(&fd, Backlog::MAXCONN)?;
+        let listener = TcpListener::from(fd);
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+// ANCHOR_END: reuseport
+
+/// Sets the soft limit on open files: to `want` if given (a test lowering
+/// it to provoke `EMFILE`), else up to the hard limit, since every
+/// connection is a descriptor and the usual soft limit (1024) would cap the
+/// server at about a thousand clients. Returns the new soft limit.
+pub fn set_fd_limit(want: Option<u64>) -> io::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let new = want.map_or(hard, |w| w.min(hard));
+    if new != soft {
+        setrlimit(Resource::RLIMIT_NOFILE, new, hard)?;
+    }
+    Ok(new)
+}
+
+/// Blocks until a graceful shutdown is requested (SIGINT/SIGTERM), sleeping
+/// in `poll(2)` on the signal self-pipe. Other signals (SIGUSR1 reopens the
+/// logs in the log thread; SIGHUP means nothing here) are drained.
+pub fn wait_for_shutdown(signals: &Signals) {
+    while !signals.shutdown_requested() {
+        let mut fds = [PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                log::error!("waiting for signals: {e}");
+                return;
+            }
+        }
+        if !signals.shutdown_requested() {
+            signals.drain();
+        }
+    }
+}
+
+// ANCHOR: serve
+/// Runs one event loop per listener, each on its own thread, until a
+/// shutdown signal; then wakes every loop through its `mio::Waker` and
+/// waits for all of them to finish their grace period.
+pub fn serve(
+    listeners: Vec<TcpListener>,
+    config: &LoopConfig,
+    signals: &Signals,
+) -> io::Result<()> {
+    let mut handles = Vec::new();
+    let mut threads = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let mut ev = EventLoop::new(config.clone())?;
+        ev.add_listener(listener)?;
+        handles.push(ev.handle());
+        let thread = std::thread::Builder::new()
+            .name(format!("loop-{i}"))
+            .spawn(move || ev.run())?;
+        threads.push(thread);
+    }
+    wait_for_shutdown(signals);
+    for handle in &handles {
+        handle.shutdown();
+    }
+    let mut result = Ok(());
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::error!("event loop: {e}");
+                result = Err(e);
+            }
+            Err(_) => {
+                log::error!("an event loop panicked");
+                result = Err(io::Error::other("an event loop panicked"));
+            }
+        }
+    }
+    result
+}
+// ANCHOR_END: serve

@@ -1,0 +1,66 @@
+//! The library API stage 5 builds on: an [`EventLoop`] given streams from
+//! outside, stopped through its [`Handle`].
+
+mod support;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http::Site;
+use common::logging::AccessLog;
+use common::server::Timeouts;
+use stage4_epoll::{EventLoop, LoopConfig, bind_reuseport};
+use support::{Root, get_on};
+
+fn config(root: &Root) -> LoopConfig {
+    let site = Site::new(&root.dir, "stage4-epoll", None, AccessLog::disabled()).unwrap();
+    LoopConfig {
+        site: Arc::new(site),
+        timeouts: Timeouts {
+            header: Duration::from_secs(5),
+            keepalive: Duration::from_secs(5),
+            send: Duration::from_secs(5),
+            grace: Duration::from_secs(5),
+        },
+        max_connections: 100,
+        observer: None,
+    }
+}
+
+/// A loop with no listener of its own serves connections handed to it by
+/// another thread (as a stage 5 worker gets them over a Unix socket), and
+/// `Handle::shutdown` makes `run` return.
+#[test]
+fn handed_over_connections_are_served_until_shutdown() {
+    let root = Root::create();
+    let mut ev = EventLoop::new(config(&root)).unwrap();
+    let handle = ev.handle();
+    let thread = std::thread::spawn(move || ev.run());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for _ in 0..3 {
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        handle.hand_over(accepted).unwrap();
+        assert_eq!(get_on(&mut client, "/index.html").0, 200);
+        assert_eq!(get_on(&mut client, "/index.html").0, 200);
+    }
+    handle.shutdown();
+    thread.join().unwrap().unwrap();
+}
+
+/// `bind_reuseport` binds N sockets to one port (port 0 picks it once).
+#[test]
+fn reuseport_listeners_share_one_port() {
+    let listeners = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(ports.len(), 3);
+    assert!(ports.iter().all(|&p| p == ports[0] && p != 0), "{ports:?}");
+}

@@ -1,0 +1,314 @@
+//! The scoreboard: one slot of counters per worker, in memory that the
+//! master and every worker share.
+//!
+//! The mapping is created by the master *before* it forks (an anonymous
+//! `MAP_SHARED` mapping: after `fork` parent and children see the same
+//! physical pages, where ordinary memory would be copied on write). Only
+//! atomics live in it — no pointers, no locks: a worker that dies in the
+//! middle of an update leaves a number a little stale, never a structure
+//! half-written or a lock held forever. Apache's `mod_status` works the
+//! same way.
+//!
+//! Workers write their own slot; the master reads all of them to balance
+//! load (`--balance least-conn`) and to recycle workers, and any worker
+//! reads all of them to answer `/server-status`.
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+/// A slot's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum State {
+    /// No worker.
+    Free = 0,
+    /// Forked, setting up.
+    Starting = 1,
+    /// Serving.
+    Running = 2,
+    /// Asked to stop (reload, recycling, shutdown); finishing its work.
+    Retiring = 3,
+}
+
+impl State {
+    fn from_u32(v: u32) -> State {
+        match v {
+            1 => State::Starting,
+            2 => State::Running,
+            3 => State::Retiring,
+            _ => State::Free,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Free => "free",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Retiring => "retiring",
+        }
+    }
+}
+
+// ANCHOR: slot
+/// One worker's counters. `#[repr(C)]` and atomics only, so the layout is
+/// the same in every process and all-zero bytes are a valid empty slot.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Slot {
+    /// The worker's process id (0 when free).
+    pub pid: AtomicI32,
+    /// A [`State`] as `u32`.
+    pub state: AtomicU32,
+    /// Live connections now.
+    pub live: AtomicU64,
+    /// Connections it was given (pass) or accepted (shared), in total.
+    pub connections: AtomicU64,
+    /// Responses sent.
+    pub requests: AtomicU64,
+    /// Body bytes sent.
+    pub bytes: AtomicU64,
+    /// When it started, in seconds since the epoch.
+    pub started_at: AtomicU64,
+    /// Last sign of life, in seconds since the epoch.
+    pub heartbeat: AtomicU64,
+}
+// ANCHOR_END: slot
+
+impl Slot {
+    /// The slot's state.
+    pub fn state(&self) -> State {
+        State::from_u32(self.state.load(Ordering::Acquire))
+    }
+
+    /// Sets the slot's state.
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u32, Ordering::Release);
+    }
+
+    /// Clears the slot for a new worker with `pid`.
+    pub fn reset(&self, pid: i32, now: u64) {
+        for counter in [&self.live, &self.connections, &self.requests, &self.bytes] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.started_at.store(now, Ordering::Relaxed);
+        self.heartbeat.store(now, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Release);
+        self.set_state(State::Starting);
+    }
+}
+
+/// The shared mapping: `len` slots.
+#[derive(Debug)]
+pub struct Scoreboard {
+    ptr: NonNull<Slot>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only ever accessed through `&Slot`, whose fields
+// are all atomics; sharing it between threads is as safe as sharing a
+// `&[AtomicU64]`.
+unsafe impl Send for Scoreboard {}
+// SAFETY: as above: every access goes through atomic operations.
+unsafe impl Sync for Scoreboard {}
+
+impl Scoreboard {
+    // ANCHOR: mmap
+    /// Maps `len` zeroed slots shared with every process forked later.
+    pub fn new(len: usize) -> std::io::Result<Scoreboard> {
+        let bytes = size_of::<Slot>() * len.max(1);
+        let size =
+            NonZeroUsize::new(bytes).ok_or_else(|| std::io::Error::other("empty scoreboard"))?;
+        // SAFETY: we ask for a fresh anonymous mapping (no address hint, no
+        // file), so it cannot alias any memory Rust already manages.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }?;
+        Ok(Scoreboard {
+            ptr: ptr.cast(),
+            len: len.max(1),
+        })
+    }
+    // ANCHOR_END: mmap
+
+    /// Every slot.
+    pub fn slots(&self) -> &[Slot] {
+        // SAFETY: `ptr` points at `len` slots of a live mapping (unmapped
+        // only in Drop); the kernel zero-fills anonymous pages and zero is a
+        // valid value of every field; `Slot` is `repr(C)` of atomics, so
+        // shared references from several processes are sound.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// One slot.
+    pub fn slot(&self, i: usize) -> &Slot {
+        &self.slots()[i]
+    }
+
+    /// Appends the Prometheus text exposition of every occupied slot and
+    /// the sums across them.
+    pub fn render(&self, out: &mut String) {
+        let now = common::time::unix_now();
+        let slots: Vec<(usize, &Slot)> = self
+            .slots()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state() != State::Free)
+            .collect();
+        let sum = |f: fn(&Slot) -> u64| -> u64 { slots.iter().map(|(_, s)| f(s)).sum() };
+        let metric =
+            |out: &mut String, name: &str, kind: &str, help: &str, value: fn(&Slot) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (i, s) in &slots {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
+                        s.pid.load(Ordering::Relaxed),
+                        s.state().name(),
+                        value(s)
+                    );
+                }
+            };
+        let _ = writeln!(
+            out,
+            "# HELP http_workers Worker processes alive.\n# TYPE http_workers gauge\nhttp_workers {}",
+            slots.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_connections Open client connections, all workers.\n# TYPE http_connections gauge\nhttp_connections {}",
+            sum(|s| s.live.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_requests_total Responses sent, all workers.\n# TYPE http_requests_total counter\nhttp_requests_total {}",
+            sum(|s| s.requests.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_response_bytes_total Body bytes sent, all workers.\n# TYPE http_response_bytes_total counter\nhttp_response_bytes_total {}",
+            sum(|s| s.bytes.load(Ordering::Relaxed))
+        );
+        metric(
+            out,
+            "prefork_worker_connections",
+            "gauge",
+            "Open connections per worker.",
+            |s| s.live.load(Ordering::Relaxed),
+        );
+        metric(
+            out,
+            "prefork_worker_connections_total",
+            "counter",
+            "Connections given to each worker.",
+            |s| s.connections.load(Ordering::Relaxed),
+        );
+        metric(
+            out,
+            "prefork_worker_requests_total",
+            "counter",
+            "Responses sent by each worker.",
+            |s| s.requests.load(Ordering::Relaxed),
+        );
+        metric(
+            out,
+            "prefork_worker_bytes_total",
+            "counter",
+            "Body bytes sent by each worker.",
+            |s| s.bytes.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP prefork_worker_uptime_seconds Seconds since each worker started.\n# TYPE prefork_worker_uptime_seconds gauge"
+        );
+        for (i, s) in &slots {
+            let _ = writeln!(
+                out,
+                "prefork_worker_uptime_seconds{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
+                s.pid.load(Ordering::Relaxed),
+                s.state().name(),
+                now.saturating_sub(s.started_at.load(Ordering::Relaxed))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP prefork_worker_heartbeat_age_seconds Seconds since each worker's last heartbeat.\n# TYPE prefork_worker_heartbeat_age_seconds gauge"
+        );
+        for (i, s) in &slots {
+            let _ = writeln!(
+                out,
+                "prefork_worker_heartbeat_age_seconds{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
+                s.pid.load(Ordering::Relaxed),
+                s.state().name(),
+                now.saturating_sub(s.heartbeat.load(Ordering::Relaxed))
+            );
+        }
+    }
+}
+
+impl Drop for Scoreboard {
+    fn drop(&mut self) {
+        let bytes = size_of::<Slot>() * self.len;
+        // SAFETY: the mapping was created in `new` with this length and no
+        // reference into it outlives `self` (slots() borrows self).
+        let _ = unsafe { munmap(self.ptr.cast(), bytes) };
+    }
+}
+
+/// The scoreboard as the status page's source of figures.
+#[derive(Debug)]
+pub struct Status(pub std::sync::Arc<Scoreboard>);
+
+impl common::http::StatusSource for Status {
+    fn render(&self, out: &mut String) {
+        self.0.render(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes by a forked child are seen by the parent: the mapping really
+    /// is shared, not copied on write.
+    #[test]
+    fn a_child_writes_and_the_parent_reads() {
+        let board = Scoreboard::new(4).unwrap();
+        assert!(board.slots().iter().all(|s| s.state() == State::Free));
+        // SAFETY: the test process may have other threads (the test
+        // harness); the child only touches atomics and calls `_exit`, which
+        // is async-signal-safe, so it cannot deadlock on a lock another
+        // thread held at fork time.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                board.slot(2).requests.store(42, Ordering::SeqCst);
+                board.slot(2).set_state(State::Running);
+                // SAFETY: `_exit` ends the child without running the
+                // parent's atexit handlers or destructors twice.
+                unsafe { nix::libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert_eq!(board.slot(2).requests.load(Ordering::SeqCst), 42);
+        let mut text = String::new();
+        board.render(&mut text);
+        assert!(text.contains("http_requests_total 42\n"), "{text}");
+        assert!(
+            text.contains(
+                "prefork_worker_requests_total{slot=\"2\",pid=\"0\",state=\"running\"} 42"
+            ),
+            "{text}"
+        );
+    }
+}
