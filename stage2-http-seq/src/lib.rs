@@ -19,6 +19,8 @@
 //! # Layout
 //! - [`run`]: the accept loop.
 //! - [`serve_connection`]: one connection, request after request.
+//! - [`Hooks`] and [`serve_connection_with`]: the same loop, steerable by a
+//!   server that shares its threads between connections (stage 3).
 //! - [`io`]: blocking helpers the next stage reuses: reading with a
 //!   deadline, `sendfile`, and the lingering close.
 
@@ -27,9 +29,9 @@ pub mod io;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use common::http::{Conn, Site, Step};
+use common::http::{Conn, Reply, Site, Step};
 use common::server::Timeouts;
 use common::signals::Signals;
 
@@ -71,7 +73,7 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
                 // EMFILE/ENFILE: out of descriptors. The pending connection
                 // stays queued; back off instead of spinning on it.
                 log::error!("accept: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
@@ -79,13 +81,73 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: serve_connection
+// ANCHOR: hooks
+/// How a server that shares threads between connections steers
+/// [`serve_connection_with`]. Stage 2 owns the only thread and needs none of
+/// this: every method's default keeps its behaviour.
+pub trait Hooks {
+    /// True when other connections are waiting for a thread. The next
+    /// response then says `Connection: close`, and a keep-alive connection
+    /// idle between requests is closed instead of waited on.
+    fn others_waiting(&self) -> bool {
+        false
+    }
+
+    /// How long an idle keep-alive connection waits before asking
+    /// [`Hooks::others_waiting`] again; `None` never asks.
+    fn recheck_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// True: before closing a connection that looks idle (at shutdown, or
+    /// to make room), look whether a request already sits in the kernel's
+    /// receive buffer, and answer it first.
+    fn answer_arrived(&self) -> bool {
+        false
+    }
+
+    /// Called after each response is written.
+    fn responded(&self, _reply: &Reply) {}
+
+    /// Called when an idle keep-alive connection is closed because
+    /// [`Hooks::others_waiting`] said so.
+    fn yielded(&self) {}
+}
+// ANCHOR_END: hooks
+
+/// Stage 2's hooks: nobody else waits for its only thread; but at shutdown
+/// a request that already arrived on an idle connection is still answered
+/// (closing would reset it, and the client could not tell it was unread).
+struct Sequential;
+
+impl Hooks for Sequential {
+    fn answer_arrived(&self) -> bool {
+        true
+    }
+}
+
 /// Serves one connection until the client closes it, a timeout fires, an
 /// error occurs, or the server shuts down.
 pub fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    opts: &Options<'_>,
+) -> std::io::Result<()> {
+    serve_connection_with(stream, peer, opts, &Sequential)
+}
+
+/// True if `stream` has bytes (or an EOF) to read right now.
+fn readable_now(stream: &TcpStream, signals: &Signals) -> std::io::Result<bool> {
+    signals.wait_readable(stream.as_fd(), Some(Duration::ZERO))
+}
+
+// ANCHOR: serve_connection
+/// [`serve_connection`], steered by `hooks`.
+pub fn serve_connection_with(
     mut stream: TcpStream,
     peer: SocketAddr,
     opts: &Options<'_>,
+    hooks: &dyn Hooks,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
@@ -103,7 +165,9 @@ pub fn serve_connection(
     let mut last_response = Instant::now();
     loop {
         let draining = opts.signals.shutdown_requested();
-        let (used, step) = conn.next(&input, site, draining, &mut out);
+        // Others waiting for a thread make this response the last one.
+        let crowded = hooks.others_waiting();
+        let (used, step) = conn.next(&input, site, draining || crowded, &mut out);
         input.drain(..used);
         match step {
             Step::Respond(reply) => {
@@ -112,6 +176,7 @@ pub fn serve_connection(
                 if let Some(region) = &reply.file {
                     send_region(&stream, region, opts.signals, opts.timeouts.grace)?;
                 }
+                hooks.responded(&reply);
                 if !reply.keep_alive {
                     linger_close(&stream);
                     return Ok(());
@@ -128,22 +193,37 @@ pub fn serve_connection(
                 // first request (header timeout from the accept) or between
                 // requests (keep-alive timeout). A shutdown closes it at once.
                 let waiting = input.is_empty() && !conn.skipping_body();
-                if waiting && draining {
-                    return Ok(());
+                let idle = waiting && conn.served() > 0;
+                let yielding = idle && crowded;
+                if (waiting && draining) || yielding {
+                    let arrived = hooks.answer_arrived() && readable_now(&stream, opts.signals)?;
+                    if !arrived {
+                        if yielding && !draining {
+                            hooks.yielded();
+                        }
+                        return Ok(());
+                    }
                 }
-                let deadline = if waiting && conn.served() > 0 {
+                let deadline = if idle {
                     last_response + opts.timeouts.keepalive
                 } else {
                     request_began + opts.timeouts.header
                 };
+                // An idle connection wakes now and then to ask the hooks
+                // whether someone else needs this thread.
+                let wait_end = match hooks.recheck_every() {
+                    Some(every) if idle => deadline.min(Instant::now() + every),
+                    _ => deadline,
+                };
                 let wake = waiting.then_some(opts.signals);
-                match read_until(&mut stream, &mut input, deadline, wake)? {
+                match read_until(&mut stream, &mut input, wait_end, wake)? {
                     ReadOutcome::Data => {
                         if waiting {
                             request_began = Instant::now();
                         }
                     }
                     ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
+                    ReadOutcome::TimedOut if wait_end < deadline => {}
                     ReadOutcome::TimedOut => {
                         if let Some(_reply) = conn.timeout(&input, site, &mut out) {
                             stream.write_all(&out)?;

@@ -1,0 +1,250 @@
+//! Stage 3: an acceptor thread and a fixed pool of worker threads.
+//!
+//! **What this stage demonstrates.** The classic threaded server. One
+//! thread, the *acceptor*, does nothing but `accept` and push each new
+//! connection into a bounded queue. N *workers* pop connections and serve
+//! each one from start to end with stage 2's blocking loop. N clients are
+//! served at once; the kernel runs the workers in parallel on every core.
+//! Around that core sit the things every real pool needs:
+//! - **two queues**, so you can read the mechanism and then use the tool:
+//!   a hand-written `Mutex<VecDeque>` + `Condvar` queue ([`queue`]), model
+//!   checked with `loom`, and `crossbeam-channel` (`--queue crossbeam`);
+//! - **backpressure**: the queue is bounded (`--queue-depth`); when it is
+//!   full the acceptor answers `503 Service Unavailable` with `Retry-After`
+//!   at once instead of letting connections pile up unseen;
+//! - **fairness**: a keep-alive connection would hold its worker for as
+//!   long as the client likes. When others are waiting, a worker ends the
+//!   keep-alive connection after the current response (`--fair`);
+//! - **panic isolation**: a job that panics is caught; its worker lives on;
+//! - **graceful shutdown** by `Drop`, as in the Rust Book: close the queue,
+//!   let the workers drain it, join them;
+//! - **stats** in atomics, logged at shutdown.
+//!
+//! **What changed since stage 2.** Stage 2's `serve_connection` is reused
+//! as it is, through a small [`stage2_http_seq::Hooks`] trait by which this
+//! stage asks it to end keep-alive when others wait. What is new is
+//! everything *around* the connection: who runs it, and when.
+//!
+//! **What it still cannot do.** Hold more connections than it has threads
+//! *cheaply*. Each busy connection pins a whole thread (a stack, a kernel
+//! task, context switches), even while it only waits for the client. A
+//! client that connects and says nothing holds a worker for the whole
+//! `--header-timeout`; N such clients stall the server (see the chapter's
+//! break-it lab). Stage 4 serves thousands of idle connections from one
+//! thread with an event loop.
+//!
+//! # Layout
+//! - [`run`]: the acceptor loop; [`reject_busy`]: the `503` it sends.
+//! - [`serve`]: what a worker does with one connection.
+//! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
+//! - [`queue`]: the two bounded queues.
+//! - [`stats`]: the counters.
+//! - [`limits`]: raising the open-files limit.
+
+pub mod limits;
+#[cfg(all(test, not(loom)))]
+mod mistake;
+pub mod pool;
+pub mod queue;
+pub mod stats;
+mod sync;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http::{Conn, Reply, Site};
+use common::server::Timeouts;
+use common::signals::Signals;
+use stage2_http_seq::{Hooks, Options, serve_connection_with};
+
+use crate::pool::ThreadPool;
+use crate::queue::PushError;
+use crate::stats::Stats;
+
+/// How often a worker holding an idle keep-alive connection looks whether
+/// other connections are waiting (only with `--fair true`).
+pub const RECHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// An accepted connection on its way to a worker.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The client's address, for the logs.
+    pub peer: SocketAddr,
+}
+
+/// What every worker shares: built once, behind an `Arc`.
+#[derive(Debug)]
+pub struct Context {
+    /// The site to serve.
+    pub site: Arc<Site>,
+    /// The shutdown flag and self-pipe. The workers need it too: an idle
+    /// keep-alive connection is closed at once when a shutdown starts.
+    pub signals: Arc<Signals>,
+    /// Header, keep-alive, send and grace timeouts.
+    pub timeouts: Timeouts,
+    /// The counters.
+    pub stats: Arc<Stats>,
+    /// The fairness policy: end keep-alive while others wait (`--fair`).
+    pub fair: bool,
+    /// `Retry-After` seconds in a `503`.
+    pub retry_after: u32,
+    /// Testing only: a request for this path makes the worker panic.
+    pub panic_path: Option<String>,
+}
+
+// ANCHOR: fairness
+/// Stage 3's answers to stage 2's [`Hooks`]: the fairness policy.
+struct PoolHooks<'a> {
+    ctx: &'a Context,
+}
+
+impl Hooks for PoolHooks<'_> {
+    /// Connections waiting in the queue mean this one should let go.
+    fn others_waiting(&self) -> bool {
+        self.ctx.fair && self.ctx.stats.others_waiting()
+    }
+
+    /// A worker blocked reading an idle connection cannot be told that the
+    /// queue filled up, so it looks now and then.
+    fn recheck_every(&self) -> Option<Duration> {
+        self.ctx.fair.then_some(RECHECK_EVERY)
+    }
+
+    /// A connection that was queued was accepted: it is owed an answer even
+    /// when a shutdown starts before its worker reads the request.
+    fn answer_arrived(&self) -> bool {
+        true
+    }
+
+    fn responded(&self, reply: &Reply) {
+        let stats = &self.ctx.stats;
+        Stats::bump(&stats.requests);
+        stats
+            .bytes
+            .fetch_add(reply.body_len, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn yielded(&self) {
+        Stats::bump(&self.ctx.stats.yielded);
+    }
+}
+// ANCHOR_END: fairness
+
+// ANCHOR: serve
+/// A worker's job: serve one connection to its end with stage 2's loop.
+/// Errors belong to the connection: they are logged, never returned.
+pub fn serve(incoming: Incoming, ctx: &Context) {
+    let Incoming { stream, peer } = incoming;
+    if let Some(path) = &ctx.panic_path {
+        if asks_for(&stream, path) {
+            panic!("{peer} asked for --panic-path {path}");
+        }
+    }
+    let opts = Options {
+        site: &ctx.site,
+        timeouts: ctx.timeouts,
+        signals: &ctx.signals,
+    };
+    if let Err(e) = serve_connection_with(stream, peer, &opts, &PoolHooks { ctx }) {
+        log::debug!("{peer}: {e}");
+    }
+    Stats::bump(&ctx.stats.served);
+}
+// ANCHOR_END: serve
+
+/// Testing only: true if the first bytes the client sent are
+/// `GET {path} `. Peeks (the bytes stay for the real parser) once, with a
+/// short timeout; a test client sends its request in one write.
+fn asks_for(stream: &TcpStream, path: &str) -> bool {
+    let want = format!("GET {path} ");
+    let mut buf = vec![0; want.len()];
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .is_err()
+    {
+        return false;
+    }
+    matches!(stream.peek(&mut buf), Ok(n) if buf[..n] == *want.as_bytes())
+}
+
+// ANCHOR: accept_loop
+/// The acceptor: accepts connections and hands them to the pool until a
+/// shutdown is requested. When the queue is full, the connection is
+/// answered `503` right here and closed.
+pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    while !ctx.signals.shutdown_requested() {
+        // Block in poll(2) on the listener and the signal self-pipe.
+        if !ctx.signals.wait_readable(listener.as_fd(), None)? {
+            continue;
+        }
+        // Take every connection that is ready: a burst of clients is
+        // queued in one wake-up.
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    Stats::bump(&ctx.stats.accepted);
+                    match pool.try_execute(Incoming { stream, peer }) {
+                        Ok(()) => {}
+                        Err(PushError::Full(incoming) | PushError::Closed(incoming)) => {
+                            Stats::bump(&ctx.stats.rejected);
+                            reject_busy(incoming, &ctx.site, ctx.retry_after);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE: out of descriptors. The pending
+                    // connection stays queued; back off instead of spinning.
+                    log::error!("accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: accept_loop
+
+// ANCHOR: reject_busy
+/// Answers a connection the pool has no room for: `503` with
+/// `Retry-After`, then close. Runs on the acceptor thread, so it must never
+/// block: the socket is made non-blocking, the response (a few hundred
+/// bytes, which a new socket's empty send buffer always takes) is written
+/// once, and request bytes that already arrived are read and thrown away,
+/// so that closing sends a FIN rather than a RST that could destroy the
+/// response in flight.
+pub fn reject_busy(incoming: Incoming, site: &Site, retry_after: u32) {
+    let Incoming { mut stream, peer } = incoming;
+    let mut out = Vec::with_capacity(1024);
+    Conn::new(peer.ip()).reject_busy(site, retry_after, &mut out);
+    let result = stream.set_nonblocking(true).and_then(|()| {
+        discard_pending(&mut stream);
+        stream.write_all(&out)?;
+        stream.shutdown(Shutdown::Write)
+    });
+    match result {
+        Ok(()) => log::debug!("{peer}: queue full, answered 503"),
+        Err(e) => log::debug!("{peer}: queue full, 503 not sent: {e}"),
+    }
+}
+// ANCHOR_END: reject_busy
+
+/// Reads and drops whatever a non-blocking socket has received (at most
+/// 64 KiB), until it would block.
+fn discard_pending(stream: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
+}

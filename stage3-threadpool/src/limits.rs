@@ -1,0 +1,44 @@
+//! Limits a server with many connections needs raised: open files, and
+//! the kernel's accept queue.
+
+use std::net::TcpListener;
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::socket::{Backlog, listen};
+
+/// The highest soft limit asked for when the hard limit is "unlimited"
+/// (Linux refuses more than `/proc/sys/fs/nr_open`, 1,048,576 by default).
+const UNLIMITED_CAP: u64 = 1 << 20;
+
+// ANCHOR: raise_fd_limit
+/// Raises the soft limit on open file descriptors to the hard limit and
+/// returns it. Every connection is a descriptor; the usual soft limit of
+/// 1,024 would make `accept` fail with EMFILE long before the threads or
+/// the memory run out. Raising the soft limit up to the hard one needs no
+/// privilege.
+pub fn raise_fd_limit() -> nix::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = if hard == nix::libc::RLIM_INFINITY {
+        UNLIMITED_CAP.max(soft)
+    } else {
+        hard
+    };
+    if soft < target {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
+    }
+    Ok(target.max(soft))
+}
+// ANCHOR_END: raise_fd_limit
+
+// ANCHOR: backlog
+/// Sets the length of the kernel's accept queue: connections the kernel
+/// has completed (SYN, SYN-ACK, ACK) that `accept` has not taken yet. The
+/// standard library listens with 128; a burst of more connections than
+/// that, faster than the acceptor wakes up, overflows it, and the kernel
+/// drops the client's SYN: the client retries one second later. Calling
+/// `listen` again on a listening socket just changes the length (Linux
+/// caps it at `net.core.somaxconn`).
+pub fn set_backlog(listener: &TcpListener, len: i32) -> nix::Result<()> {
+    listen(listener, Backlog::new(len)?)
+}
+// ANCHOR_END: backlog

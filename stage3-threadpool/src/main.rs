@@ -1,0 +1,133 @@
+//! `stage3-threadpool`: the thread-pool HTTP/1.1 server's binary. See the
+//! library's docs for what the stage teaches; this file wires the command
+//! line, the pool, the acceptor and the shutdown together.
+//!
+//! The shutdown order is the lesson of `Drop` in miniature: stop accepting
+//! (the acceptor loop returns), close the queue (drop its producer), let the
+//! workers drain it within the grace period, log the stats, flush the logs.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use clap::{ArgAction, Parser};
+use common::server::{HttpConfig, Server, announce, fatal};
+use serde::{Deserialize, Serialize};
+use stage3_threadpool::pool::{PoolConfig, ThreadPool};
+use stage3_threadpool::queue::QueueKind;
+use stage3_threadpool::stats::Stats;
+use stage3_threadpool::{Context, limits, run, serve};
+
+/// Workers per core when `--threads` is 0.
+const THREADS_PER_CORE: usize = 4;
+
+/// An HTTP/1.1 static-file server: one acceptor thread and a fixed pool of
+/// worker threads fed through a bounded queue.
+#[derive(Parser, Serialize, Deserialize, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    http: HttpConfig,
+
+    /// Worker threads: how many connections are served at once. 0 picks
+    /// 4 per core (workers mostly wait on sockets, not on the CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+
+    /// The queue between the acceptor and the workers: the hand-written
+    /// Mutex<VecDeque> + Condvar one, or crossbeam-channel.
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = QueueKind::Mutex)]
+    queue: QueueKind,
+
+    /// Accepted connections that may wait for a worker; when that many
+    /// wait, the next one is answered 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    queue_depth: usize,
+
+    /// Length of the kernel's accept queue (listen backlog), in front of
+    /// ours; Linux caps it at net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    backlog: i32,
+
+    /// Seconds in the Retry-After header of a 503.
+    #[arg(long, value_name = "SECS", default_value_t = 1)]
+    retry_after: u32,
+
+    /// Fairness: while connections wait for a worker, end keep-alive after
+    /// the current response and close idle keep-alive connections.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    fair: bool,
+
+    /// Testing only: a worker panics when this path is requested.
+    #[arg(long, value_name = "PATH", hide = true)]
+    panic_path: Option<String>,
+}
+
+fn main() {
+    let mut args: Args = common::config::load_or_exit();
+    if args.threads == 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        args.threads = THREADS_PER_CORE * cores;
+    }
+    if args.queue_depth == 0 {
+        fatal(&"--queue-depth must be at least 1");
+    }
+    let Server {
+        site,
+        signals,
+        logs,
+        timeouts,
+    } = args
+        .http
+        .start(env!("CARGO_PKG_NAME"))
+        .unwrap_or_else(|e| fatal(&e));
+    match limits::raise_fd_limit() {
+        Ok(n) => log::info!("open files limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
+    let listener = TcpListener::bind(args.http.addr)
+        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    if let Err(e) = limits::set_backlog(&listener, args.backlog) {
+        fatal(&format!("--backlog {}: {e}", args.backlog));
+    }
+
+    let stats = Arc::new(Stats::default());
+    let ctx = Arc::new(Context {
+        site,
+        signals: Arc::new(signals),
+        timeouts,
+        stats: Arc::clone(&stats),
+        fair: args.fair,
+        retry_after: args.retry_after,
+        panic_path: args.panic_path,
+    });
+    let config = PoolConfig {
+        threads: args.threads,
+        queue: args.queue,
+        depth: args.queue_depth,
+    };
+    let worker_ctx = Arc::clone(&ctx);
+    let pool = ThreadPool::new(config, Arc::clone(&stats), move |c| serve(c, &worker_ctx))
+        .unwrap_or_else(|e| fatal(&format!("cannot start the workers: {e}")));
+    log::info!(
+        "{} workers, {} queue of {}",
+        args.threads,
+        args.queue.name(),
+        args.queue_depth
+    );
+    announce(addr);
+
+    if let Err(e) = run(&listener, &pool, &ctx) {
+        log::error!("accept loop: {e}");
+    }
+    // Stop accepting: connections not yet accepted are refused from now on.
+    drop(listener);
+    if !pool.shutdown(timeouts.grace) {
+        log::warn!("exiting with work unfinished");
+    }
+    log::info!("stats: {stats}");
+    log::info!("shut down");
+    // Dropping the logs flushes the access log before the process exits.
+    drop(logs);
+}
