@@ -14,6 +14,7 @@
 //! - [`config`]: command-line flags layered over a TOML file.
 //! - [`logging`]: error log (`log` facade) and Combined Log Format access log.
 //! - [`signals`]: SIGINT/SIGTERM/SIGUSR1/SIGHUP as flags plus a self-pipe.
+//! - [`limits`]: the open-files limit and the listen backlog.
 //! - [`time`]: calendar arithmetic and per-second date caches.
 //! - `testkit` (feature `testkit`): start a stage on port 0, and the shared
 //!   conformance suite every HTTP stage must pass.
@@ -25,6 +26,7 @@
 
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod server;
 pub mod signals;

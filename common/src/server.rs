@@ -113,6 +113,11 @@ pub struct HttpConfig {
     #[arg(long, value_name = "PATH", default_value = "/server-status")]
     pub status_path: String,
 
+    /// Length of the kernel's accept queue (listen backlog) in front of the
+    /// server; Linux caps it at net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub backlog: i32,
+
     /// Answer the status page to clients that are not on loopback too.
     #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
     pub status_remote: bool,
@@ -258,6 +263,21 @@ impl HttpConfig {
         };
         Ok(site)
     }
+}
+
+/// Binds the listening socket for `config`, with its `--backlog`, and
+/// raises the open-files limit (every connection is a descriptor): the
+/// start-up every stage with one listener shares. Errors are fatal.
+pub fn listen(config: &HttpConfig) -> io::Result<std::net::TcpListener> {
+    match crate::limits::raise_fd_limit() {
+        Ok(n) => log::debug!("open files limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
+    let listener = std::net::TcpListener::bind(config.addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr)))?;
+    crate::limits::set_backlog(&listener, config.backlog)
+        .map_err(|e| io::Error::other(format!("--backlog {}: {e}", config.backlog)))?;
+    Ok(listener)
 }
 
 /// Prints the one line the contract promises once the server accepts

@@ -2,8 +2,6 @@
 //! library's docs for what the stage teaches; this file only wires the
 //! command line, the listener and the shutdown together.
 
-use std::net::TcpListener;
-
 use clap::Parser;
 use common::server::{HttpConfig, announce, fatal};
 use serde::{Deserialize, Serialize};
@@ -24,8 +22,7 @@ fn main() {
         .http
         .start(env!("CARGO_PKG_NAME"))
         .unwrap_or_else(|e| fatal(&e));
-    let listener = TcpListener::bind(args.http.addr)
-        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
     announce(addr);
     let opts = Options {

@@ -39,9 +39,7 @@
 //! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
 //! - [`queue`]: the two bounded queues.
 //! - [`stats`]: the counters.
-//! - [`limits`]: raising the open-files limit.
 
-pub mod limits;
 #[cfg(all(test, not(loom)))]
 mod mistake;
 pub mod pool;

@@ -6,7 +6,6 @@
 //! (the acceptor loop returns), close the queue (drop its producer), let the
 //! workers drain it within the grace period, log the stats, flush the logs.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use clap::{ArgAction, Parser};
@@ -15,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use stage3_threadpool::pool::{PoolConfig, ThreadPool};
 use stage3_threadpool::queue::QueueKind;
 use stage3_threadpool::stats::Stats;
-use stage3_threadpool::{Context, limits, run, serve};
+use stage3_threadpool::{Context, run, serve};
 
 /// Workers per core when `--threads` is 0.
 const THREADS_PER_CORE: usize = 4;
@@ -43,11 +42,6 @@ struct Args {
     /// wait, the next one is answered 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     queue_depth: usize,
-
-    /// Length of the kernel's accept queue (listen backlog), in front of
-    /// ours; Linux caps it at net.core.somaxconn.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    backlog: i32,
 
     /// Seconds in the Retry-After header of a 503.
     #[arg(long, value_name = "SECS", default_value_t = 1)]
@@ -81,16 +75,9 @@ fn main() {
         .http
         .start(env!("CARGO_PKG_NAME"))
         .unwrap_or_else(|e| fatal(&e));
-    match limits::raise_fd_limit() {
-        Ok(n) => log::info!("open files limit: {n}"),
-        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
-    }
-    let listener = TcpListener::bind(args.http.addr)
-        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    // Raises the open-files limit, binds, and sets --backlog.
+    let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
-    if let Err(e) = limits::set_backlog(&listener, args.backlog) {
-        fatal(&format!("--backlog {}: {e}", args.backlog));
-    }
 
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Context {

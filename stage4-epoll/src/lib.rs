@@ -32,7 +32,7 @@
 //! - [`connection`]: one connection's state machine over the sans-IO core.
 //! - [`timer`]: deadlines in a binary heap with lazy cancellation.
 //! - [`buffer_pool`]: borrowed I/O buffers.
-//! - [`serve`], [`bind_reuseport`], [`set_fd_limit`]: what the binary (and
+//! - [`serve`], [`bind_reuseport`]: what the binary (and
 //!   stage 5) wires together.
 //!
 //! # Using the loop from another program (stage 5)
@@ -62,7 +62,6 @@ use std::os::fd::AsRawFd;
 
 use common::signals::Signals;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
@@ -76,7 +75,7 @@ pub use event_loop::{EventLoop, Handle, LoopConfig, Observer};
 /// (by a hash of the client's address and port), and no two loops ever
 /// compete in `accept` for the same connection. With port 0 the first
 /// socket picks the port and the others join it.
-pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
+pub fn bind_reuseport(addr: SocketAddr, n: usize, backlog: i32) -> io::Result<Vec<TcpListener>> {
     let mut listeners: Vec<TcpListener> = Vec::with_capacity(n);
     let mut addr = addr;
     for _ in 0..n.max(1) {
@@ -90,7 +89,7 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>
         setsockopt(&fd, sockopt::ReusePort, &true)?;
         bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
         // The kernel caps the backlog at net.core.somaxconn.
-        listen(&fd, Backlog::MAXCONN)?;
+        listen(&fd, Backlog::new(backlog)?)?;
         let listener = TcpListener::from(fd);
         addr = listener.local_addr()?;
         listeners.push(listener);
@@ -98,19 +97,6 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>
     Ok(listeners)
 }
 // ANCHOR_END: reuseport
-
-/// Sets the soft limit on open files: to `want` if given (a test lowering
-/// it to provoke `EMFILE`), else up to the hard limit, since every
-/// connection is a descriptor and the usual soft limit (1024) would cap the
-/// server at about a thousand clients. Returns the new soft limit.
-pub fn set_fd_limit(want: Option<u64>) -> io::Result<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    let new = want.map_or(hard, |w| w.min(hard));
-    if new != soft {
-        setrlimit(Resource::RLIMIT_NOFILE, new, hard)?;
-    }
-    Ok(new)
-}
 
 /// Blocks until a graceful shutdown is requested (SIGINT/SIGTERM), sleeping
 /// in `poll(2)` on the signal self-pipe. Other signals (SIGUSR1 reopens the

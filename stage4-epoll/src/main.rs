@@ -3,9 +3,10 @@
 //! command line, the listeners, the loops and the shutdown together.
 
 use clap::Parser;
+use common::limits::set_fd_limit;
 use common::server::{HttpConfig, announce, fatal};
 use serde::{Deserialize, Serialize};
-use stage4_epoll::{LoopConfig, bind_reuseport, serve, set_fd_limit};
+use stage4_epoll::{LoopConfig, bind_reuseport, serve};
 
 /// An HTTP/1.1 static-file server on mio event loops (epoll): one thread
 /// serves many connections.
@@ -47,7 +48,7 @@ fn main() {
         args.loops,
         args.max_connections
     );
-    let listeners = bind_reuseport(args.http.addr, args.loops)
+    let listeners = bind_reuseport(args.http.addr, args.loops, args.http.backlog)
         .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
     let addr = listeners[0].local_addr().unwrap_or_else(|e| fatal(&e));
     let config = LoopConfig {

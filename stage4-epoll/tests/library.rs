@@ -56,7 +56,7 @@ fn handed_over_connections_are_served_until_shutdown() {
 /// `bind_reuseport` binds N sockets to one port (port 0 picks it once).
 #[test]
 fn reuseport_listeners_share_one_port() {
-    let listeners = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+    let listeners = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3, 128).unwrap();
     let ports: Vec<u16> = listeners
         .iter()
         .map(|l| l.local_addr().unwrap().port())

@@ -40,8 +40,6 @@ mod privs;
 mod scoreboard;
 mod worker;
 
-use std::net::TcpListener;
-
 use common::server::{announce, fatal};
 
 use crate::cli::{AcceptModel, Args};
@@ -59,9 +57,9 @@ fn main() {
     common::logging::init_error_log(&log_settings).unwrap_or_else(|e| fatal(&e));
     master::check(&args).unwrap_or_else(|e| fatal(&e));
     let target = privs::resolve(args.user.as_deref()).unwrap_or_else(|e| fatal(&e));
-    // Bind first, while we may still be root.
-    let listener = TcpListener::bind(args.http.addr)
-        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    // Bind first, while we may still be root (and raise the open-files
+    // limit, which the workers inherit).
+    let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
     let signals = common::signals::Signals::install().unwrap_or_else(|e| fatal(&e));
     let mut master =

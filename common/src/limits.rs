@@ -30,6 +30,21 @@ pub fn raise_fd_limit() -> nix::Result<u64> {
 }
 // ANCHOR_END: raise_fd_limit
 
+/// Sets the soft limit on open files to `want` (at most the hard limit), or
+/// raises it as [`raise_fd_limit`] does when `want` is `None`. A test lowers
+/// it to provoke `EMFILE`. Returns the soft limit now in force.
+pub fn set_fd_limit(want: Option<u64>) -> nix::Result<u64> {
+    let Some(want) = want else {
+        return raise_fd_limit();
+    };
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let new = want.min(hard);
+    if new != soft {
+        setrlimit(Resource::RLIMIT_NOFILE, new, hard)?;
+    }
+    Ok(new)
+}
+
 // ANCHOR: backlog
 /// Sets the length of the kernel's accept queue: connections the kernel
 /// has completed (SYN, SYN-ACK, ACK) that `accept` has not taken yet. The
