@@ -67,10 +67,13 @@ fn main() {
     if let Err(e) = master.start_workers() {
         fatal(&format!("starting the workers: {e}"));
     }
+    let model = match args.accept {
+        AcceptModel::Pass => "pass",
+        AcceptModel::Shared => "shared",
+    };
     log::info!(
-        "{NAME}: {} workers, accept model {:?}, serving {}",
+        "{NAME}: {} workers, accept model {model}, serving {}",
         args.worker_count(),
-        args.accept,
         args.http.root.display()
     );
     if args.accept == AcceptModel::Shared && args.balance != cli::Balance::RoundRobin {

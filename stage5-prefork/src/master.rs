@@ -405,7 +405,9 @@ impl Master {
             s.pid.store(0, Ordering::Release);
             s.live.store(0, Ordering::Relaxed);
             if how == format!("exit status {EXIT_FATAL}") {
+                log::error!("worker {slot} (pid {pid}) cannot start ({how}); not replacing it");
                 self.fatal = true;
+                continue;
             }
             if child.retiring {
                 log::info!("worker {slot} (pid {pid}) finished ({how})");
