@@ -15,6 +15,7 @@
 //! - [`logging`]: error log (`log` facade) and Combined Log Format access log.
 //! - [`signals`]: SIGINT/SIGTERM/SIGUSR1/SIGHUP as flags plus a self-pipe.
 //! - [`limits`]: the open-files limit and the listen backlog.
+//! - [`stats`]: the counters every stage keeps and the status page.
 //! - [`time`]: calendar arithmetic and per-second date caches.
 //! - `testkit` (feature `testkit`): start a stage on port 0, and the shared
 //!   conformance suite every HTTP stage must pass.
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod logging;
 pub mod server;
 pub mod signals;
+pub mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;

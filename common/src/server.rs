@@ -17,6 +17,7 @@ use crate::http::parse::{Limits, MAX_HEADERS};
 use crate::http::{Site, StatusPage, StatusSource};
 use crate::logging::{AccessLog, LogSettings, Logs};
 use crate::signals::Signals;
+use crate::stats::Counters;
 
 /// The bundled sample site, found from the source checkout whatever the
 /// working directory is.
@@ -214,20 +215,24 @@ impl HttpConfig {
     /// from the main thread before starting any other thread. `server` is
     /// the `Server` header value (the stage's name).
     pub fn start(&self, server: &str) -> io::Result<Server> {
-        self.start_with_status(server, None)
+        self.start_with_status(server, None, &crate::stats::PROCESS)
     }
 
     /// Like [`HttpConfig::start`], for a stage that serves a status page
-    /// filled by `status` (at `--status-path`, unless that is `off`).
+    /// filled by `status` (at `--status-path`, unless that is `off`) and
+    /// counts into `counters` (stage 5: its scoreboard slot).
     pub fn start_with_status(
         &self,
         server: &str,
         status: Option<Arc<dyn StatusSource>>,
+        counters: &'static Counters,
     ) -> io::Result<Server> {
         let timeouts = self.timeouts()?;
         let signals = Signals::install()?;
         let logs = Logs::start(&self.log_settings()?, signals.reopen_flag())?;
-        let site = self.site(server, logs.access(), status)?;
+        let mut site = self.site(server, logs.access(), status)?;
+        site.counters = counters;
+        counters.mark_started();
         log::info!("{server} serving {}", site.root.display());
         Ok(Server {
             site: Arc::new(site),

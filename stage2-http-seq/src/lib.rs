@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use common::http::{Conn, Reply, Site, Step};
 use common::server::Timeouts;
 use common::signals::Signals;
+use common::stats::{Counters, Timeout};
 
 use crate::io::{ReadOutcome, linger_close, read_until, send_region};
 
@@ -153,6 +154,9 @@ pub fn serve_connection_with(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(opts.timeouts.send))?;
     let site = opts.site;
+    // Counts the connection as open (and idle, while it waits between
+    // requests) for the status page, until it is dropped.
+    let mut track = Track::open(site.counters);
     let mut conn = Conn::new(peer.ip());
     // Bytes received and not yet consumed by the parser (a partial head, or
     // the next pipelined requests).
@@ -171,10 +175,11 @@ pub fn serve_connection_with(
         input.drain(..used);
         match step {
             Step::Respond(reply) => {
-                stream.write_all(&out)?;
+                stream.write_all(&out).map_err(|e| track.send_error(e))?;
                 out.clear();
                 if let Some(region) = &reply.file {
-                    send_region(&stream, region, opts.signals, opts.timeouts.grace)?;
+                    send_region(&stream, region, opts.signals, opts.timeouts.grace)
+                        .map_err(|e| track.send_error(e))?;
                 }
                 hooks.responded(&reply);
                 if !reply.keep_alive {
@@ -216,7 +221,10 @@ pub fn serve_connection_with(
                     _ => deadline,
                 };
                 let wake = waiting.then_some(opts.signals);
-                match read_until(&mut stream, &mut input, wait_end, wake)? {
+                track.idle(waiting);
+                let outcome = read_until(&mut stream, &mut input, wait_end, wake)?;
+                track.idle(false);
+                match outcome {
                     ReadOutcome::Data => {
                         if waiting {
                             request_began = Instant::now();
@@ -225,6 +233,11 @@ pub fn serve_connection_with(
                     ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
                     ReadOutcome::TimedOut if wait_end < deadline => {}
                     ReadOutcome::TimedOut => {
+                        site.counters.timeout(if idle {
+                            Timeout::KeepAlive
+                        } else {
+                            Timeout::Header
+                        });
                         if let Some(_reply) = conn.timeout(&input, site, &mut out) {
                             stream.write_all(&out)?;
                             linger_close(&stream);
@@ -237,3 +250,45 @@ pub fn serve_connection_with(
     }
 }
 // ANCHOR_END: serve_connection
+
+/// A connection as the status page counts it: open from `Track::open` to
+/// drop, idle while it waits for a request with nothing received.
+struct Track {
+    counters: &'static Counters,
+    idle: bool,
+}
+
+impl Track {
+    fn open(counters: &'static Counters) -> Track {
+        counters.opened();
+        Track {
+            counters,
+            idle: false,
+        }
+    }
+
+    fn idle(&mut self, idle: bool) {
+        if idle != self.idle {
+            self.counters.idle(idle);
+            self.idle = idle;
+        }
+    }
+
+    /// Counts a send that timed out (SO_SNDTIMEO, or the grace period).
+    fn send_error(&self, e: std::io::Error) -> std::io::Error {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ) {
+            self.counters.timeout(Timeout::Send);
+        }
+        e
+    }
+}
+
+impl Drop for Track {
+    fn drop(&mut self) {
+        self.idle(false);
+        self.counters.closed();
+    }
+}

@@ -191,6 +191,7 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
                         Ok(()) => {}
                         Err(PushError::Full(incoming) | PushError::Closed(incoming)) => {
                             Stats::bump(&ctx.stats.rejected);
+                            ctx.site.counters.rejected();
                             reject_busy(incoming, &ctx.site, ctx.retry_after);
                         }
                     }

@@ -66,6 +66,11 @@ fn main() {
     if args.queue_depth == 0 {
         fatal(&"--queue-depth must be at least 1");
     }
+    let stats = Arc::new(Stats::default());
+    let status = {
+        let stats = Arc::clone(&stats);
+        common::stats::page(Some(Box::new(move |out: &mut String| stats.render(out))))
+    };
     let Server {
         site,
         signals,
@@ -73,13 +78,16 @@ fn main() {
         timeouts,
     } = args
         .http
-        .start(env!("CARGO_PKG_NAME"))
+        .start_with_status(
+            env!("CARGO_PKG_NAME"),
+            Some(status),
+            &common::stats::PROCESS,
+        )
         .unwrap_or_else(|e| fatal(&e));
     // Raises the open-files limit, binds, and sets --backlog.
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
 
-    let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Context {
         site,
         signals: Arc::new(signals),

@@ -55,6 +55,47 @@ impl Stats {
         self.queued.fetch_sub(1, Relaxed);
     }
 
+    /// Appends the pool's own figures to the status page.
+    pub fn render(&self, out: &mut String) {
+        use common::stats::metric;
+        let g = |a: &AtomicUsize| a.load(Relaxed) as u64;
+        metric(
+            out,
+            "threadpool_queue_depth",
+            "gauge",
+            "Connections waiting for a worker.",
+            g(&self.queued),
+        );
+        metric(
+            out,
+            "threadpool_queue_depth_max",
+            "gauge",
+            "The most connections that ever waited at once.",
+            g(&self.queued_max),
+        );
+        metric(
+            out,
+            "threadpool_busy_workers",
+            "gauge",
+            "Workers serving a connection now.",
+            g(&self.busy),
+        );
+        metric(
+            out,
+            "threadpool_yielded_total",
+            "counter",
+            "Idle keep-alive connections closed to make room.",
+            self.yielded.load(Relaxed),
+        );
+        metric(
+            out,
+            "threadpool_panics_total",
+            "counter",
+            "Jobs that panicked (the worker survived).",
+            self.panics.load(Relaxed),
+        );
+    }
+
     /// True if connections are waiting for a worker.
     pub fn others_waiting(&self) -> bool {
         self.queued.load(Relaxed) > 0

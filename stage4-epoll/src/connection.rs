@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{Conn, Site, Step};
 use common::server::Timeouts;
+use common::stats::Timeout;
 use mio::event::Event;
 use mio::net::TcpStream;
 
@@ -112,8 +113,6 @@ pub struct Ctx<'a> {
     /// The server is shutting down: answer with `Connection: close`, and
     /// close instead of waiting for another request.
     pub draining: bool,
-    /// Told about every response (stage 5's scoreboard).
-    pub observer: Option<&'a dyn crate::event_loop::Observer>,
     /// This connection's slab key (also its mio token).
     pub key: usize,
 }
@@ -324,9 +323,6 @@ impl Connection {
                 Step::NeedInput | Step::Close => break,
                 Step::Respond(reply) => reply,
             };
-            if let Some(o) = cx.observer {
-                o.responded(reply.status, reply.body_len);
-            }
             if let Some(region) = reply.file {
                 if region.len <= SMALL_FILE {
                     // Small file: one pread into the batch, no sendfile.
@@ -527,16 +523,24 @@ impl Connection {
     /// if a request had begun (then close), else close quietly. Stuck while
     /// writing, or lingering too long: drop it.
     pub fn on_timeout(&mut self, cx: &mut Ctx<'_>) -> io::Result<Progress> {
+        let kind = match self.phase {
+            Phase::ReadingHead if self.is_waiting() && self.http.served() > 0 => {
+                Some(Timeout::KeepAlive)
+            }
+            Phase::ReadingHead | Phase::SkippingBody => Some(Timeout::Header),
+            Phase::Writing => Some(Timeout::Send),
+            Phase::Lingering => None,
+        };
+        if let Some(kind) = kind {
+            cx.site.counters.timeout(kind);
+        }
         match self.phase {
             Phase::ReadingHead | Phase::SkippingBody => {
                 let b = self.bufs.get_or_insert_with(|| cx.pool.take());
                 let reply = self.http.timeout(&b.input, cx.site, &mut b.out);
                 b.input.clear();
-                let Some(reply) = reply else {
+                if reply.is_none() {
                     return Ok(Progress::Done);
-                };
-                if let Some(o) = cx.observer {
-                    o.responded(reply.status, reply.body_len);
                 }
                 self.phase = Phase::Writing;
                 let send = cx.timeouts.send;

@@ -40,7 +40,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,19 +66,10 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Size of the loop-wide scratch buffer for discarded bytes.
 const SCRATCH: usize = 16 * 1024;
 
-// ANCHOR: observer
-/// Told what happens in a loop, from the loop's own thread: stage 5's
-/// workers keep their shared-memory scoreboard slot up to date with it.
-/// Every method defaults to doing nothing; calls must be cheap (atomics).
-pub trait Observer: Send + Sync + std::fmt::Debug {
-    /// A connection was registered.
-    fn opened(&self) {}
-    /// A connection was dropped.
-    fn closed(&self) {}
-    /// A response was produced (status, body bytes).
-    fn responded(&self, _status: u16, _body_bytes: u64) {}
-}
-// ANCHOR_END: observer
+/// Rounds of `epoll_wait` done by every loop of this process (status page).
+pub static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+/// Spare buffers in the pools of every loop of this process (status page).
+pub static POOLED_BUFFERS: AtomicI64 = AtomicI64::new(0);
 
 /// What every event loop needs to know; cheap to clone (one per loop).
 #[derive(Debug, Clone)]
@@ -90,8 +81,6 @@ pub struct LoopConfig {
     /// Connections this loop holds at most; at the limit it stops accepting
     /// until one closes (like nginx's `worker_connections`, per loop).
     pub max_connections: usize,
-    /// Told about connections and responses, if set.
-    pub observer: Option<Arc<dyn Observer>>,
 }
 
 /// The part of a loop other threads (or a stage 5 worker's fd receiver)
@@ -185,6 +174,8 @@ pub struct EventLoop {
     next_serial: u32,
     /// Set once a shutdown began: the end of the grace period.
     grace_deadline: Option<Instant>,
+    /// This loop's share of [`POOLED_BUFFERS`] last reported.
+    reported_spare: i64,
 }
 // ANCHOR_END: event_loop
 
@@ -210,6 +201,7 @@ impl EventLoop {
             again: Vec::new(),
             next_serial: 0,
             grace_deadline: None,
+            reported_spare: 0,
         })
     }
 
@@ -269,6 +261,7 @@ impl EventLoop {
                 return Err(e);
             }
             let now = Instant::now();
+            self.report_stats();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.take_inbox(now),
@@ -315,6 +308,17 @@ impl EventLoop {
         .map(|at| at.saturating_duration_since(now))
     }
 
+    /// Adds this round to the process-wide figures of the status page:
+    /// two relaxed atomic adds, no lock.
+    fn report_stats(&mut self) {
+        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        let spare = self.pool.spare() as i64;
+        if spare != self.reported_spare {
+            POOLED_BUFFERS.fetch_add(spare - self.reported_spare, Ordering::Relaxed);
+            self.reported_spare = spare;
+        }
+    }
+
     /// Builds the context a connection borrows and drives it; closes it if
     /// it is done or failed.
     fn drive(&mut self, key: usize, now: Instant) {
@@ -339,9 +343,17 @@ impl EventLoop {
             now,
             draining: self.grace_deadline.is_some(),
             key,
-            observer: self.config.observer.as_deref(),
         };
-        match f(conn, &mut cx) {
+        let was_waiting = conn.is_waiting();
+        let result = f(conn, &mut cx);
+        // Keep the status page's idle gauge in step with the phase.
+        if let Some(conn) = self.conns.get(key) {
+            let waiting = conn.is_waiting();
+            if waiting != was_waiting {
+                self.config.site.counters.idle(waiting);
+            }
+        }
+        match result {
             Ok(Progress::Wait) => {}
             Ok(Progress::Yield) => self.again.push(key),
             Ok(Progress::Done) => self.close(key),
@@ -358,9 +370,11 @@ impl EventLoop {
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             conn.release(&mut self.pool);
-            if let Some(o) = &self.config.observer {
-                o.closed();
+            let counters = self.config.site.counters;
+            if conn.is_waiting() {
+                counters.idle(false);
             }
+            counters.closed();
         }
         // A descriptor and a slot were freed: accepting may resume.
         if self.accept.paused_until.is_some() {
@@ -474,9 +488,10 @@ impl EventLoop {
             serial,
         );
         entry.insert(conn);
-        if let Some(o) = &self.config.observer {
-            o.opened();
-        }
+        // A new connection waits for its first request: open and idle.
+        let counters = self.config.site.counters;
+        counters.opened();
+        counters.idle(true);
         Ok(())
     }
 

@@ -67,7 +67,7 @@ use nix::sys::socket::{
     sockopt,
 };
 
-pub use event_loop::{EventLoop, Handle, LoopConfig, Observer};
+pub use event_loop::{EventLoop, Handle, ITERATIONS, LoopConfig, POOLED_BUFFERS};
 
 // ANCHOR: reuseport
 /// Binds `n` listening sockets to the same address with `SO_REUSEPORT`, one
@@ -97,6 +97,25 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize, backlog: i32) -> io::Result<Ve
     Ok(listeners)
 }
 // ANCHOR_END: reuseport
+
+/// Appends the event loops' own figures to the status page.
+pub fn render_stats(out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    common::stats::metric(
+        out,
+        "eventloop_iterations_total",
+        "counter",
+        "Rounds of epoll_wait, all loops.",
+        ITERATIONS.load(Relaxed),
+    );
+    common::stats::metric(
+        out,
+        "eventloop_pooled_buffers",
+        "gauge",
+        "Spare read/write buffers waiting in the pools.",
+        POOLED_BUFFERS.load(Relaxed).max(0) as u64,
+    );
+}
 
 /// Blocks until a graceful shutdown is requested (SIGINT/SIGTERM), sleeping
 /// in `poll(2)` on the signal self-pipe. Other signals (SIGUSR1 reopens the

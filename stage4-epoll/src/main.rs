@@ -39,9 +39,14 @@ fn main() {
     }
     let want = (args.max_fds > 0).then_some(args.max_fds);
     let fd_limit = set_fd_limit(want).unwrap_or_else(|e| fatal(&format!("RLIMIT_NOFILE: {e}")));
+    let status = common::stats::page(Some(Box::new(stage4_epoll::render_stats)));
     let server = args
         .http
-        .start(env!("CARGO_PKG_NAME"))
+        .start_with_status(
+            env!("CARGO_PKG_NAME"),
+            Some(status),
+            &common::stats::PROCESS,
+        )
         .unwrap_or_else(|e| fatal(&e));
     log::info!(
         "{} event loop(s), up to {} connections each, {fd_limit} file descriptors",
@@ -55,7 +60,6 @@ fn main() {
         site: server.site.clone(),
         timeouts: server.timeouts,
         max_connections: args.max_connections,
-        observer: None,
     };
     announce(addr);
     if let Err(e) = serve(listeners, &config, &server.signals) {

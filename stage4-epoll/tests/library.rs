@@ -24,7 +24,6 @@ fn config(root: &Root) -> LoopConfig {
             grace: Duration::from_secs(5),
         },
         max_connections: 100,
-        observer: None,
     }
 }
 

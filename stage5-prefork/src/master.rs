@@ -342,7 +342,7 @@ impl Master {
                 order.rotate_left(start);
             }
             Balance::LeastConn => {
-                let live = |i: usize| self.board.slot(i).live.load(Ordering::Relaxed);
+                let live = |i: usize| self.board.slot(i).counters.active.load(Ordering::Relaxed);
                 // Ties go round-robin, so a burst faster than the workers
                 // update their counts still spreads out.
                 let start = order.iter().position(|&i| i >= self.next).unwrap_or(0);
@@ -403,7 +403,6 @@ impl Master {
             let s = self.board.slot(slot);
             s.set_state(State::Free);
             s.pid.store(0, Ordering::Release);
-            s.live.store(0, Ordering::Relaxed);
             if how == format!("exit status {EXIT_FATAL}") {
                 log::error!("worker {slot} (pid {pid}) cannot start ({how}); not replacing it");
                 self.fatal = true;
@@ -483,7 +482,7 @@ impl Master {
         }
         let due: Vec<usize> = self
             .active()
-            .filter(|(i, _)| self.board.slot(*i).requests.load(Ordering::Relaxed) >= max)
+            .filter(|(i, _)| self.board.slot(*i).counters.requests() >= max)
             .map(|(i, _)| i)
             .collect();
         for slot in due {

@@ -18,6 +18,8 @@ use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
+use common::stats::Counters;
+
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
 /// A slot's life cycle.
@@ -64,14 +66,9 @@ pub struct Slot {
     pub pid: AtomicI32,
     /// A [`State`] as `u32`.
     pub state: AtomicU32,
-    /// Live connections now.
-    pub live: AtomicU64,
-    /// Connections it was given (pass) or accepted (shared), in total.
-    pub connections: AtomicU64,
-    /// Responses sent.
-    pub requests: AtomicU64,
-    /// Body bytes sent.
-    pub bytes: AtomicU64,
+    /// The worker's counters: what `Conn` and the event loop record in a
+    /// stage 2–4 process's `common::stats::PROCESS`, here per worker.
+    pub counters: Counters,
     /// When it started, in seconds since the epoch.
     pub started_at: AtomicU64,
     /// Last sign of life, in seconds since the epoch.
@@ -92,15 +89,22 @@ impl Slot {
 
     /// Clears the slot for a new worker with `pid`.
     pub fn reset(&self, pid: i32, now: u64) {
-        for counter in [&self.live, &self.connections, &self.requests, &self.bytes] {
-            counter.store(0, Ordering::Relaxed);
-        }
+        self.counters.reset();
         self.started_at.store(now, Ordering::Relaxed);
         self.heartbeat.store(now, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Release);
         self.set_state(State::Starting);
     }
 }
+
+/// A per-worker metric: name, type, help, and how to read it from a slot
+/// (given the time now).
+type PerWorker = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Slot, u64) -> u64,
+);
 
 /// The shared mapping: `len` slots.
 #[derive(Debug)]
@@ -154,8 +158,8 @@ impl Scoreboard {
         &self.slots()[i]
     }
 
-    /// Appends the Prometheus text exposition of every occupied slot and
-    /// the sums across them.
+    /// Appends the Prometheus text exposition: the common counters summed
+    /// over every worker, then each worker's own line.
     pub fn render(&self, out: &mut String) {
         let now = common::time::unix_now();
         let slots: Vec<(usize, &Slot)> = self
@@ -164,93 +168,67 @@ impl Scoreboard {
             .enumerate()
             .filter(|(_, s)| s.state() != State::Free)
             .collect();
-        let sum = |f: fn(&Slot) -> u64| -> u64 { slots.iter().map(|(_, s)| f(s)).sum() };
-        let metric =
-            |out: &mut String, name: &str, kind: &str, help: &str, value: fn(&Slot) -> u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (i, s) in &slots {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
-                        s.pid.load(Ordering::Relaxed),
-                        s.state().name(),
-                        value(s)
-                    );
-                }
-            };
-        let _ = writeln!(
-            out,
-            "# HELP http_workers Worker processes alive.\n# TYPE http_workers gauge\nhttp_workers {}",
-            slots.len()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP http_connections Open client connections, all workers.\n# TYPE http_connections gauge\nhttp_connections {}",
-            sum(|s| s.live.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "# HELP http_requests_total Responses sent, all workers.\n# TYPE http_requests_total counter\nhttp_requests_total {}",
-            sum(|s| s.requests.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "# HELP http_response_bytes_total Body bytes sent, all workers.\n# TYPE http_response_bytes_total counter\nhttp_response_bytes_total {}",
-            sum(|s| s.bytes.load(Ordering::Relaxed))
-        );
-        metric(
-            out,
-            "prefork_worker_connections",
-            "gauge",
-            "Open connections per worker.",
-            |s| s.live.load(Ordering::Relaxed),
-        );
-        metric(
-            out,
-            "prefork_worker_connections_total",
-            "counter",
-            "Connections given to each worker.",
-            |s| s.connections.load(Ordering::Relaxed),
-        );
-        metric(
-            out,
-            "prefork_worker_requests_total",
-            "counter",
-            "Responses sent by each worker.",
-            |s| s.requests.load(Ordering::Relaxed),
-        );
-        metric(
-            out,
-            "prefork_worker_bytes_total",
-            "counter",
-            "Body bytes sent by each worker.",
-            |s| s.bytes.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP prefork_worker_uptime_seconds Seconds since each worker started.\n# TYPE prefork_worker_uptime_seconds gauge"
-        );
-        for (i, s) in &slots {
-            let _ = writeln!(
-                out,
-                "prefork_worker_uptime_seconds{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
-                s.pid.load(Ordering::Relaxed),
-                s.state().name(),
-                now.saturating_sub(s.started_at.load(Ordering::Relaxed))
-            );
+        let total = Counters::new();
+        for (_, s) in &slots {
+            total.add(&s.counters);
         }
-        let _ = writeln!(
+        total.render(out);
+        common::stats::metric(
             out,
-            "# HELP prefork_worker_heartbeat_age_seconds Seconds since each worker's last heartbeat.\n# TYPE prefork_worker_heartbeat_age_seconds gauge"
+            "prefork_workers",
+            "gauge",
+            "Worker processes alive.",
+            slots.len() as u64,
         );
-        for (i, s) in &slots {
-            let _ = writeln!(
-                out,
-                "prefork_worker_heartbeat_age_seconds{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
-                s.pid.load(Ordering::Relaxed),
-                s.state().name(),
-                now.saturating_sub(s.heartbeat.load(Ordering::Relaxed))
-            );
+        let per_worker: [PerWorker; 6] = [
+            (
+                "prefork_worker_connections",
+                "gauge",
+                "Open connections per worker.",
+                |s, _| s.counters.active.load(Ordering::Relaxed),
+            ),
+            (
+                "prefork_worker_connections_total",
+                "counter",
+                "Connections each worker was given.",
+                |s, _| s.counters.accepted.load(Ordering::Relaxed),
+            ),
+            (
+                "prefork_worker_requests_total",
+                "counter",
+                "Responses sent by each worker.",
+                |s, _| s.counters.requests(),
+            ),
+            (
+                "prefork_worker_bytes_total",
+                "counter",
+                "Body bytes sent by each worker.",
+                |s, _| s.counters.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "prefork_worker_uptime_seconds",
+                "gauge",
+                "Seconds since each worker started.",
+                |s, now| now.saturating_sub(s.started_at.load(Ordering::Relaxed)),
+            ),
+            (
+                "prefork_worker_heartbeat_age_seconds",
+                "gauge",
+                "Seconds since each worker's last heartbeat.",
+                |s, now| now.saturating_sub(s.heartbeat.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, kind, help, value) in per_worker {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, s) in &slots {
+                let _ = writeln!(
+                    out,
+                    "{name}{{slot=\"{i}\",pid=\"{}\",state=\"{}\"}} {}",
+                    s.pid.load(Ordering::Relaxed),
+                    s.state().name(),
+                    value(s, now)
+                );
+            }
         }
     }
 }
@@ -290,7 +268,9 @@ mod tests {
         // thread held at fork time.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
-                board.slot(2).requests.store(42, Ordering::SeqCst);
+                for _ in 0..42 {
+                    board.slot(2).counters.response(200, 1);
+                }
                 board.slot(2).set_state(State::Running);
                 // SAFETY: `_exit` ends the child without running the
                 // parent's atexit handlers or destructors twice.
@@ -300,7 +280,7 @@ mod tests {
                 nix::sys::wait::waitpid(child, None).unwrap();
             }
         }
-        assert_eq!(board.slot(2).requests.load(Ordering::SeqCst), 42);
+        assert_eq!(board.slot(2).counters.requests(), 42);
         let mut text = String::new();
         board.render(&mut text);
         assert!(text.contains("http_requests_total 42\n"), "{text}");

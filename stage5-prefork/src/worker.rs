@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
-use stage4_epoll::{EventLoop, Handle, LoopConfig, Observer};
+use stage4_epoll::{EventLoop, Handle, LoopConfig};
 
 use crate::cli::Args;
 use crate::fdpass::recv_stream;
@@ -53,37 +53,6 @@ pub struct Spec {
     pub target: Option<Target>,
 }
 
-// ANCHOR: observer
-/// Keeps the worker's scoreboard slot up to date from inside the loop.
-#[derive(Debug)]
-struct SlotObserver {
-    board: Arc<Scoreboard>,
-    slot: usize,
-}
-
-impl SlotObserver {
-    fn slot(&self) -> &Slot {
-        self.board.slot(self.slot)
-    }
-}
-
-impl Observer for SlotObserver {
-    fn opened(&self) {
-        self.slot().live.fetch_add(1, Ordering::Relaxed);
-        self.slot().connections.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn closed(&self) {
-        self.slot().live.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn responded(&self, _status: u16, body_bytes: u64) {
-        self.slot().requests.fetch_add(1, Ordering::Relaxed);
-        self.slot().bytes.fetch_add(body_bytes, Ordering::Relaxed);
-    }
-}
-// ANCHOR_END: observer
-
 // ANCHOR: worker_main
 /// Runs a worker to the end; returns its exit status.
 pub fn run(spec: Spec) -> i32 {
@@ -99,22 +68,29 @@ pub fn run(spec: Spec) -> i32 {
         log::error!("worker {}: {e}", spec.slot);
         return EXIT_FATAL;
     }
+    // ANCHOR: counters
+    // The scoreboard lives as long as this process: one leaked handle gives
+    // the `'static` borrow a `Site` needs. The core and the event loop then
+    // count straight into this worker's slot in shared memory.
+    let board: &'static Scoreboard = Box::leak(Box::new(Arc::clone(&spec.board)));
+    let counters = &board.slot(spec.slot).counters;
     let status = Arc::new(Status(Arc::clone(&spec.board)));
-    let server = match spec.args.http.start_with_status(crate::NAME, Some(status)) {
+    let server = match spec
+        .args
+        .http
+        .start_with_status(crate::NAME, Some(status), counters)
+    {
         Ok(s) => s,
         Err(e) => {
             log::error!("worker {}: {e}", spec.slot);
             return EXIT_FATAL;
         }
     };
+    // ANCHOR_END: counters
     let config = LoopConfig {
         site: Arc::clone(&server.site),
         timeouts: server.timeouts,
         max_connections: spec.args.max_connections,
-        observer: Some(Arc::new(SlotObserver {
-            board: Arc::clone(&spec.board),
-            slot: spec.slot,
-        })),
     };
     let mut ev = match EventLoop::new(config) {
         Ok(ev) => ev,

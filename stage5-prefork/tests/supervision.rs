@@ -329,7 +329,7 @@ fn scoreboard_matches_the_clients_and_round_robin_is_even() {
     let s = status(&server);
     assert_eq!(s["http_requests_total"], 30, "{s:?}");
     assert_eq!(s["http_response_bytes_total"], bytes, "{s:?}");
-    assert_eq!(s["http_workers"], 2);
+    assert_eq!(s["prefork_workers"], 2);
     let per_worker: Vec<u64> = s
         .iter()
         .filter(|(k, _)| k.starts_with("prefork_worker_connections_total{"))

@@ -186,7 +186,9 @@ impl Conn {
         reply
     }
 
+    /// Counts the response and writes its access-log line.
     fn log(&self, site: &Site, line: &[u8], req: Option<&Request<'_>>, reply: &Reply) {
+        site.counters.response(reply.status, reply.body_len);
         site.access_log.log(&AccessEntry {
             peer: self.peer,
             request_line: line,

@@ -81,6 +81,8 @@ pub struct Site {
     pub access_log: AccessLog,
     /// The status page, if this stage has one and it is switched on.
     pub status: Option<StatusPage>,
+    /// Where responses are counted (and the stage counts connections).
+    pub counters: &'static crate::stats::Counters,
 }
 
 /// The file name looked up in a directory before listing it.
@@ -108,6 +110,7 @@ impl Site {
             error_pages: HashMap::new(),
             access_log,
             status: None,
+            counters: &crate::stats::PROCESS,
         };
         if let Some(dir) = error_pages {
             site.load_error_pages(dir);

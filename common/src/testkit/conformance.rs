@@ -106,6 +106,7 @@ pub const CHECKS: &[Check] = &[
     ("identical_to_core", identical_to_core),
     ("access_log_lines", access_log_lines),
     ("curl_agrees", curl_agrees),
+    ("status_page", status_page),
 ];
 
 /// Runs every check against the binary `bin` (started with `extra_args` on
@@ -1107,4 +1108,78 @@ fn curl_agrees(ctx: &Ctx) {
     ])
     .unwrap();
     assert_eq!(out, "400");
+}
+
+fn status_page(ctx: &Ctx) {
+    let fetch = || {
+        get(
+            ctx.addr,
+            "GET /server-status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+    };
+    let first = fetch();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let value = |r: &Response, name: &str| -> u64 {
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", r.text()))
+    };
+    for name in [
+        "http_requests_total",
+        "http_response_bytes_total",
+        "http_connections_accepted_total",
+        "http_connections_active",
+        "http_connections_idle",
+        "http_uptime_seconds",
+    ] {
+        value(&first, name);
+    }
+    assert!(
+        first.text().contains("http_responses_total{class=\"2xx\"}"),
+        "{}",
+        first.text()
+    );
+    assert!(
+        first
+            .text()
+            .contains("http_timeouts_total{kind=\"header\"}"),
+        "{}",
+        first.text()
+    );
+    // The status request itself is counted once it is answered.
+    let second = fetch();
+    assert!(value(&second, "http_requests_total") > value(&first, "http_requests_total"));
+    // A HEAD has the headers and no body; other methods are refused.
+    let mut c = Client::connect(ctx.addr);
+    c.send(b"HEAD /server-status HTTP/1.1\r\nHost: t\r\n\r\nPOST /server-status HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response(true).status, 200);
+    assert_eq!(c.response(false).status, 405);
+    drop(c);
+    // Prometheus's own checker, where it is installed (Debian: prometheus).
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(_) => {
+            eprintln!("promtool is not installed: skipping `promtool check metrics`");
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(&second.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
