@@ -119,6 +119,11 @@ pub struct HttpConfig {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub backlog: i32,
 
+    /// Lower the soft open-files limit to N at start-up (0: raise it to the
+    /// hard limit). For tests that provoke EMFILE.
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    pub max_fds: u64,
+
     /// Answer the status page to clients that are not on loopback too.
     #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
     pub status_remote: bool,
@@ -274,9 +279,10 @@ impl HttpConfig {
 /// raises the open-files limit (every connection is a descriptor): the
 /// start-up every stage with one listener shares. Errors are fatal.
 pub fn listen(config: &HttpConfig) -> io::Result<std::net::TcpListener> {
-    match crate::limits::raise_fd_limit() {
+    let want = (config.max_fds > 0).then_some(config.max_fds);
+    match crate::limits::set_fd_limit(want) {
         Ok(n) => log::debug!("open files limit: {n}"),
-        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+        Err(e) => log::warn!("cannot set the open files limit: {e}"),
     }
     let listener = std::net::TcpListener::bind(config.addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr)))?;

@@ -25,11 +25,6 @@ struct Args {
     /// accepting until one closes (new clients wait in the kernel's queue).
     #[arg(long, value_name = "N", default_value_t = 65536)]
     max_connections: usize,
-
-    /// Lower the soft open-file limit to N at start-up (0: raise it to the
-    /// hard limit). For tests that provoke EMFILE.
-    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
-    max_fds: u64,
 }
 
 fn main() {
@@ -37,7 +32,7 @@ fn main() {
     if args.loops == 0 || args.max_connections == 0 {
         fatal(&"--loops and --max-connections must be at least 1");
     }
-    let want = (args.max_fds > 0).then_some(args.max_fds);
+    let want = (args.http.max_fds > 0).then_some(args.http.max_fds);
     let fd_limit = set_fd_limit(want).unwrap_or_else(|e| fatal(&format!("RLIMIT_NOFILE: {e}")));
     let status = common::stats::page(Some(Box::new(stage4_epoll::render_stats)));
     let server = args

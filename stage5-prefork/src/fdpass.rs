@@ -64,8 +64,15 @@ pub fn recv_stream(channel: &UnixStream) -> io::Result<Option<TcpStream>> {
         if msg.bytes == 0 {
             return Ok(None);
         }
+        // MSG_CTRUNC: the kernel could not install the descriptor (this
+        // process is out of descriptors, EMFILE) and closed it. That
+        // connection is lost; the channel is fine: wait for the next one.
+        let Ok(cmsgs) = msg.cmsgs() else {
+            log::warn!("a passed connection was dropped: out of file descriptors");
+            continue;
+        };
         let mut received = None;
-        for cmsg in msg.cmsgs()? {
+        for cmsg in cmsgs {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 for fd in fds {
                     // SAFETY: the kernel just installed `fd` in our table for

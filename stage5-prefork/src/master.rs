@@ -47,6 +47,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// The longest wait before replacing a worker that keeps crashing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long accepting pauses after EMFILE/ENFILE.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How often the loop wakes up without an event (recycling, back-off).
 const TICK: Duration = Duration::from_millis(200);
 
@@ -86,6 +88,12 @@ pub struct Master {
     backoff_until: Option<Instant>,
     /// A worker could not start for a reason a restart will not fix.
     fatal: bool,
+    /// Out of descriptors: the listener is not polled before this time
+    /// (it stays readable, so polling it would spin).
+    accept_paused_until: Option<Instant>,
+    /// A site for the `503` the master sends when every worker is full; no
+    /// access log (the master writes none).
+    busy_site: Option<common::http::Site>,
 }
 
 impl Master {
@@ -112,6 +120,8 @@ impl Master {
             crashes: 0,
             backoff_until: None,
             fatal: false,
+            accept_paused_until: None,
+            busy_site: None,
         })
     }
 
@@ -250,7 +260,9 @@ impl Master {
     /// The master's loop; returns when the server has shut down.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            let accepting = self.args.accept == AcceptModel::Pass && self.listener.is_some();
+            let paused = self.accept_paused_until.is_some_and(|t| Instant::now() < t);
+            let accepting =
+                self.args.accept == AcceptModel::Pass && self.listener.is_some() && !paused;
             let readable = {
                 let signals = self.signals();
                 let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
@@ -310,7 +322,11 @@ impl Master {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if !self.dispatch(&stream) {
-                        log::warn!("no worker could take the connection from {peer}; closing it");
+                        // Every worker is at --max-connections (or gone):
+                        // say so with a 503 rather than a reset.
+                        log::warn!("every worker is full; answering {peer} 503");
+                        self.reject(stream, peer);
+                        continue;
                     }
                     // `stream` is dropped here: the master's copy closes and
                     // the connection lives on in the worker.
@@ -318,8 +334,11 @@ impl Master {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // EMFILE/ENFILE: leave it queued; the next tick retries.
-                    log::error!("accept: {e}");
+                    // EMFILE/ENFILE: the connection stays queued and the
+                    // listener readable. Stop polling it for a moment
+                    // instead of spinning on it.
+                    log::error!("accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
@@ -328,9 +347,15 @@ impl Master {
 
     /// Sends one connection to a worker chosen by the balance policy.
     fn dispatch(&mut self, stream: &std::net::TcpStream) -> bool {
+        // Workers at --max-connections take no more (nginx's
+        // worker_connections).
+        let max = self.args.max_connections as u64;
+        let board = &self.board;
         let mut order: Vec<usize> = self
             .active()
-            .filter(|(_, c)| c.channel.is_some())
+            .filter(|(i, c)| {
+                c.channel.is_some() && board.slot(*i).counters.active.load(Ordering::Relaxed) < max
+            })
             .map(|(i, _)| i)
             .collect();
         if order.is_empty() {
@@ -376,6 +401,27 @@ impl Master {
         false
     }
     // ANCHOR_END: dispatch
+
+    /// Answers `503 Service Unavailable` with `Retry-After` and closes: the
+    /// same answer stage 3 gives when its queue is full (its function).
+    fn reject(&mut self, stream: std::net::TcpStream, peer: std::net::SocketAddr) {
+        if self.busy_site.is_none() {
+            let site =
+                self.args
+                    .http
+                    .site(crate::NAME, common::logging::AccessLog::disabled(), None);
+            match site {
+                Ok(site) => self.busy_site = Some(site),
+                Err(e) => {
+                    log::error!("cannot build the 503 page: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some(site) = &self.busy_site {
+            stage3_threadpool::reject_busy(stage3_threadpool::Incoming { stream, peer }, site, 1);
+        }
+    }
 
     // ANCHOR: reap
     /// Collects every exited worker (SIGCHLD may stand for several).

@@ -8,6 +8,7 @@
 //! `listening on …` line the contract promises, and from it the real port.
 //! Dropping it kills the process, so a failing test never leaks a server.
 
+pub mod abuse;
 pub mod client;
 pub mod conformance;
 

@@ -1,0 +1,148 @@
+//! Hostile clients for the abuse tests every concurrent stage runs: a
+//! slowloris crowd, normal clients whose latency is recorded, a slow reader,
+//! and `/proc` readings of the server.
+//!
+//! The figures these helpers return are *printed* by the tests (run them
+//! with `--nocapture` to see them) and quoted in the course; they are never
+//! compared with a speed threshold. What the tests assert is that normal
+//! clients are answered at all, within generous upper bounds that only a
+//! starved server would exceed.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+
+/// Many connections that each send a request head one byte at a time and
+/// never finish it.
+#[derive(Debug)]
+pub struct Slowloris {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<usize>>,
+}
+
+impl Slowloris {
+    /// Opens `n` connections to `addr` and trickles a header byte on each
+    /// every `every` until stopped. Connections the server closes are not
+    /// reopened.
+    pub fn start(addr: SocketAddr, n: usize, every: Duration) -> Slowloris {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..n)
+                .filter_map(|_| {
+                    let mut s = TcpStream::connect(addr).ok()?;
+                    s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").ok()?;
+                    Some(s)
+                })
+                .collect();
+            let opened = conns.len();
+            while !flag.load(Ordering::SeqCst) {
+                // A failed write means the server dropped it (a timeout).
+                conns.retain_mut(|s| s.write_all(b"a").is_ok());
+                std::thread::sleep(every);
+            }
+            opened
+        });
+        Slowloris {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops trickling and closes every connection; returns how many were
+    /// opened.
+    pub fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What normal clients saw.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies {
+    /// Time to a complete response, per request, sorted.
+    pub samples: Vec<Duration>,
+    /// Responses by status.
+    pub statuses: Vec<u16>,
+    /// Requests that got no response at all.
+    pub failed: usize,
+}
+
+impl Latencies {
+    /// The `p`-th percentile (0–100) of the samples.
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.samples.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((p / 100.0) * (self.samples.len() - 1) as f64).round() as usize;
+        self.samples[i.min(self.samples.len() - 1)]
+    }
+
+    /// How many responses had `status`.
+    pub fn count(&self, status: u16) -> usize {
+        self.statuses.iter().filter(|&&s| s == status).count()
+    }
+}
+
+/// Sends `n` requests for `path`, each on a new connection, one after the
+/// other, and records how long each took.
+pub fn normal_clients(addr: SocketAddr, path: &str, n: usize) -> Latencies {
+    let mut l = Latencies::default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    for _ in 0..n {
+        let started = Instant::now();
+        let result = Client::try_connect(addr).and_then(|mut c| {
+            c.stream.write_all(request.as_bytes())?;
+            c.try_response(false)
+        });
+        match result {
+            Ok(r) => {
+                l.samples.push(started.elapsed());
+                l.statuses.push(r.status);
+            }
+            Err(_) => l.failed += 1,
+        }
+    }
+    l.samples.sort();
+    l
+}
+
+/// CPU time (user + system, in clock ticks) `pid` has used so far.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The fields after the command name (in parentheses, may hold spaces).
+    let Some(close) = stat.rfind(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Raises this process's soft open-files limit to the hard limit (for tests
+/// that open thousands of connections) and returns it.
+pub fn raise_test_fd_limit() -> u64 {
+    crate::limits::raise_fd_limit().unwrap_or(1024)
+}

@@ -1,0 +1,112 @@
+//! Hostile clients against the thread pool: what it survives, and how it
+//! degrades. Run with `--nocapture` to see the figures the course quotes.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::testkit::ServerProcess;
+use common::testkit::abuse::{Slowloris, cpu_ticks, normal_clients, raise_test_fd_limit};
+use common::testkit::client::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage3-threadpool");
+
+/// 200 slowloris connections occupy every worker and fill the queue: normal
+/// clients are still answered — with 200 once a header timeout frees a
+/// worker, or at once with 503 when the queue is full — and none hangs.
+#[test]
+fn slowloris_degrades_to_503_and_delays_but_never_hangs() {
+    raise_test_fd_limit();
+    let args = [
+        "--threads",
+        "8",
+        "--queue-depth",
+        "16",
+        "--header-timeout",
+        "1",
+        "--access-log",
+        "off",
+    ];
+    let server = ServerProcess::start(BIN, &args);
+    let before = normal_clients(server.addr, "/files/notes.txt", 50);
+    let crowd = Slowloris::start(server.addr, 200, Duration::from_millis(200));
+    // Let the crowd take the workers and the queue.
+    std::thread::sleep(Duration::from_millis(300));
+    let during = normal_clients(server.addr, "/files/notes.txt", 50);
+    let opened = crowd.stop();
+    eprintln!(
+        "stage 3, {opened} slowloris connections: normal p50 {:?} -> {:?}, p99 {:?} -> {:?}; during: {} x 200, {} x 503, {} failed",
+        before.percentile(50.0),
+        during.percentile(50.0),
+        before.percentile(99.0),
+        during.percentile(99.0),
+        during.count(200),
+        during.count(503),
+        during.failed
+    );
+    assert_eq!(during.failed, 0, "{during:?}");
+    assert_eq!(during.count(200) + during.count(503), 50, "{during:?}");
+    // Generous: a starved server would not answer within the read timeout.
+    assert!(during.percentile(100.0) < Duration::from_secs(10));
+    // Once the crowd is gone the pool serves normally again.
+    let after = normal_clients(server.addr, "/files/notes.txt", 10);
+    assert_eq!(after.count(200), 10, "{after:?}");
+}
+
+/// A client reading a large file slowly holds one worker; the others go on
+/// serving.
+#[test]
+fn a_slow_reader_holds_one_worker_only() {
+    let root = std::env::temp_dir().join(format!("stage3-abuse-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--threads",
+            "2",
+            "--root",
+            root.to_str().unwrap(),
+            "--access-log",
+            "off",
+        ],
+    );
+    let mut slow = Client::connect(server.addr);
+    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut chunk = [0u8; 4096];
+    let n = slow.stream.read(&mut chunk).unwrap();
+    assert!(n > 0);
+    // The slow reader's worker is now blocked in sendfile on a full socket.
+    let others = normal_clients(server.addr, "/big.bin", 0);
+    assert_eq!(others.failed, 0);
+    let mut c = Client::connect(server.addr);
+    c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response(true).status, 200);
+    drop(slow);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Out of descriptors (a low RLIMIT_NOFILE), the acceptor backs off instead
+/// of spinning, and serves again once descriptors are free.
+#[test]
+fn descriptor_exhaustion_does_not_spin_and_recovers() {
+    let server = ServerProcess::start(
+        BIN,
+        &["--threads", "2", "--max-fds", "48", "--access-log", "off"],
+    );
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
+        .collect();
+    let before = cpu_ticks(server.pid());
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(server.pid()) - before;
+    eprintln!(
+        "stage 3 out of descriptors: {used} CPU ticks in {:?}",
+        started.elapsed()
+    );
+    // Spinning on accept would burn ~100 ticks (one second) here.
+    assert!(used < 50, "the acceptor used {used} ticks of CPU in 1 s");
+    drop(held);
+    let after = normal_clients(server.addr, "/files/notes.txt", 5);
+    assert_eq!(after.count(200), 5, "{after:?}");
+}

@@ -1,0 +1,137 @@
+//! Hostile clients against the prefork server. Run with `--nocapture` to
+//! see the figures the course quotes.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::testkit::ServerProcess;
+use common::testkit::abuse::{Slowloris, cpu_ticks, normal_clients, raise_test_fd_limit};
+use common::testkit::client::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage5-prefork");
+
+/// 300 slowloris connections spread over two workers' event loops cost each
+/// only a timer and a socket: normal clients are all answered with 200.
+#[test]
+fn slowloris_crowd_does_not_stop_normal_clients() {
+    raise_test_fd_limit();
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--workers",
+            "2",
+            "--header-timeout",
+            "5",
+            "--access-log",
+            "off",
+        ],
+    );
+    let before = normal_clients(server.addr, "/files/notes.txt", 200);
+    let crowd = Slowloris::start(server.addr, 300, Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(300));
+    let during = normal_clients(server.addr, "/files/notes.txt", 200);
+    let opened = crowd.stop();
+    eprintln!(
+        "stage 5, {opened} slowloris connections: normal p50 {:?} -> {:?}, p99 {:?} -> {:?}",
+        before.percentile(50.0),
+        during.percentile(50.0),
+        before.percentile(99.0),
+        during.percentile(99.0),
+    );
+    assert_eq!(during.count(200), 200, "{during:?}");
+}
+
+/// A client reading a large file slowly does not hold up the others.
+#[test]
+fn a_slow_reader_does_not_hold_up_others() {
+    let root = std::env::temp_dir().join(format!("stage5-abuse-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--workers",
+            "1",
+            "--root",
+            root.to_str().unwrap(),
+            "--access-log",
+            "off",
+        ],
+    );
+    let mut slow = Client::connect(server.addr);
+    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut chunk = [0u8; 4096];
+    assert!(slow.stream.read(&mut chunk).unwrap() > 0);
+    let mut c = Client::connect(server.addr);
+    c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response(true).status, 200);
+    drop(slow);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// More clients than `--max-connections` allows across the workers: the
+/// master answers the extra ones `503` at once, keeps serving the others,
+/// and serves new clients once the flood is gone.
+#[test]
+fn a_flood_beyond_max_connections_gets_503_not_a_hang() {
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--workers",
+            "2",
+            "--max-connections",
+            "4",
+            "--access-log",
+            "off",
+        ],
+    );
+    // Eight keep-alive connections fill both workers.
+    let mut held: Vec<Client> = (0..8)
+        .map(|_| {
+            let mut c = Client::connect(server.addr);
+            c.send(b"GET /files/notes.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response(false).status, 200);
+            c
+        })
+        .collect();
+    let flood = normal_clients(server.addr, "/files/notes.txt", 20);
+    assert_eq!(flood.count(503), 20, "{flood:?}");
+    // The held connections are still served.
+    held[0].send(b"GET /files/notes.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(held[0].response(false).status, 200);
+    held.clear();
+    // Once they are gone (the workers notice the close), service resumes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = normal_clients(server.addr, "/files/notes.txt", 1);
+        if r.count(200) == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 200 after the flood: {r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Out of descriptors in the master (a low RLIMIT_NOFILE, inherited by the
+/// workers), accepting pauses instead of spinning, and resumes.
+#[test]
+fn descriptor_exhaustion_does_not_spin_and_recovers() {
+    let server = ServerProcess::start(
+        BIN,
+        &["--workers", "1", "--max-fds", "48", "--access-log", "off"],
+    );
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
+        .collect();
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(server.pid()) - before;
+    eprintln!("stage 5 master out of descriptors: {used} CPU ticks in 1 s");
+    assert!(used < 50, "the master used {used} ticks of CPU in 1 s");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while normal_clients(server.addr, "/files/notes.txt", 1).count(200) != 1 {
+        assert!(Instant::now() < deadline, "the server did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
