@@ -9,6 +9,7 @@
 //! Dropping it kills the process, so a failing test never leaks a server.
 
 pub mod abuse;
+pub mod browser;
 pub mod client;
 pub mod conformance;
 
