@@ -428,3 +428,77 @@ fn shared_accept_reaches_every_worker() {
     assert_eq!(per_worker.len(), 2, "{s:?}");
     eprintln!("shared accept, connections per worker: {per_worker:?}");
 }
+
+/// SIGUSR1 to the master reopens its log and is passed on to every worker,
+/// which reopen their access logs: `logrotate` can move the file away.
+#[test]
+fn sigusr1_reaches_the_workers_and_reopens_the_access_log() {
+    let dir = temp_dir("usr1");
+    let log = dir.join("access.log");
+    let server = ServerProcess::start(
+        BIN,
+        &["--workers", "2", "--access-log", log.to_str().unwrap()],
+    );
+    let fetch = |path: &str| {
+        get(
+            server.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        );
+    };
+    fetch("/before-rotation");
+    eventually("the first line is written", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("/before-rotation")
+    });
+    std::fs::rename(&log, dir.join("access.log.1")).unwrap();
+    server.signal(Signal::SIGUSR1);
+    // Both workers must write to the new file: ask until two requests that
+    // went to different workers (round-robin) have landed there.
+    let mut i = 0;
+    eventually("both workers write to the new file", || {
+        fetch(&format!("/after-rotation-{i}"));
+        i += 1;
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("/after-rotation")
+            .count()
+            >= 4
+    });
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--cpu-affinity true` pins worker i to CPU i (modulo the CPUs).
+#[test]
+fn cpu_affinity_pins_each_worker() {
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--workers",
+            "2",
+            "--cpu-affinity",
+            "true",
+            "--access-log",
+            "off",
+        ],
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut seen = Vec::new();
+    for pid in worker_pids(&server) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        seen.push(list);
+    }
+    let expected: Vec<String> = (0..2).map(|i| (i % cpus).to_string()).collect();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "workers' CPU lists: {seen:?}");
+}
