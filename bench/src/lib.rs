@@ -1,0 +1,38 @@
+//! `bench`: measuring the five servers.
+//!
+//! The product's main job is the comparison: one command builds every stage
+//! that exists, starts each one (and nginx, when installed) on the bundled
+//! site, drives it with the same load, reads what it cost the server from
+//! `/proc`, and writes a table, `results.json`, SVG charts and a Markdown
+//! summary. `cargo bench -p bench` runs the criterion micro-benchmarks of
+//! the sans-IO core instead.
+//!
+//! # Layout
+//! - [`loadgen`]: the load generator: closed loop, open loop (no
+//!   coordinated omission), connection per request, pipelining, idle
+//!   connections held open; [`loadgen::reader`] splits a byte stream into
+//!   responses.
+//! - [`latency`]: HdrHistogram recording and the percentile summary.
+//! - [`stats`]: medians, spreads, paired ratios, fairness.
+//! - [`procfs`]: CPU time, RSS/PSS and open fds of a process tree.
+//! - [`targets`]: finding and building the stages, starting and stopping
+//!   servers (stages, nginx, `--peer` commands).
+//! - [`scenarios`]: the seven scenarios and the rounds that interleave them.
+//! - [`report`]: the results model, the terminal table, `results.json`,
+//!   the Markdown summary; [`charts`]: the SVG figures.
+//! - [`machine`]: what the machine is, and CPU pinning.
+//!
+//! The load generator is good enough to measure these servers on one
+//! machine (it keeps up with wrk, see the benchmarks chapter), not a
+//! general-purpose tool: HTTP/1.1 over plain TCP, `Content-Length` bodies.
+
+pub mod charts;
+pub mod latency;
+pub mod loadgen;
+pub mod machine;
+pub mod procfs;
+pub mod report;
+pub mod scenarios;
+pub mod slow;
+pub mod stats;
+pub mod targets;

@@ -1,0 +1,519 @@
+//! The servers under test: finding and building the stages, generating an
+//! nginx configuration, starting and stopping each server.
+//!
+//! Every server is started the same way the tests start them (the contract
+//! every binary keeps): `--addr 127.0.0.1:0`, then the one
+//! `listening on http://HOST:PORT/` line gives the real port. nginx and
+//! `--peer` commands cannot print that line, so the bench picks a free
+//! port for them and waits until it accepts connections.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The HTTP stages, in course order, with the binary each package builds.
+pub const STAGES: [&str; 4] = [
+    "stage2-http-seq",
+    "stage3-threadpool",
+    "stage4-epoll",
+    "stage5-prefork",
+];
+
+/// How long a server may take to start accepting.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The workspace this bench was built from.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `cargo` to call: the one running us when started by `cargo run`.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// The packages of the workspace at `root`, from `cargo metadata --no-deps`.
+pub fn workspace_packages(root: &Path) -> io::Result<Vec<String>> {
+    let out = Command::new(cargo())
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root)
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other("cargo metadata failed"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(io::Error::other)?;
+    Ok(v["packages"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Builds `package` in release mode and returns its binary's path.
+pub fn build_release(root: &Path, package: &str) -> Result<PathBuf, String> {
+    let out = Command::new(cargo())
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            package,
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(root)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| l.contains("error"))
+            .unwrap_or("build failed");
+        return Err(format!("build failed: {}", last.trim()));
+    }
+    for line in out.stdout.split(|&b| b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == package
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    Err(format!("cargo built no binary named {package}"))
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new(prefix: &str) -> io::Result<TempDir> {
+        let base = std::env::temp_dir();
+        for n in 0..1000u32 {
+            let path = base.join(format!("{prefix}-{}-{n}", std::process::id()));
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(TempDir { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("no free temp directory name"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The URL path of the small file every scenario but the bandwidth one
+/// fetches (the sample site's front page, 1.5 KB).
+pub const SMALL_PATH: &str = "/index.html";
+
+/// The URL path of the 1 MiB file the bench adds to its copy of the site.
+pub const LARGE_PATH: &str = "/bench/1mib.bin";
+
+/// Size of the large file.
+pub const LARGE_SIZE: usize = 1 << 20;
+
+/// Builds the document root every server serves: a copy of `www` plus a
+/// 1 MiB file for the bandwidth scenario (the bundled site has none, and
+/// the bench does not write into the checkout).
+pub fn make_site(www: &Path, dir: &Path) -> io::Result<PathBuf> {
+    let root = dir.join("www");
+    copy_dir(www, &root)?;
+    fs::create_dir_all(root.join("bench"))?;
+    // Deterministic, incompressible-looking bytes.
+    let mut x: u32 = 0x9E37_79B9;
+    let data: Vec<u8> = (0..LARGE_SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    fs::write(root.join(LARGE_PATH.trim_start_matches('/')), data)?;
+    Ok(root)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else if ty.is_file() {
+            fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// A stage binary that keeps the contract (`--addr`, `listening on`).
+    Contract {
+        /// The binary.
+        bin: PathBuf,
+        /// Flags after the common ones.
+        args: Vec<String>,
+    },
+    /// nginx with a generated configuration.
+    Nginx {
+        /// `sendfile on` or `off`.
+        sendfile: bool,
+        /// `worker_processes`.
+        workers: usize,
+    },
+    /// A `--peer` shell command with `{port}` and `{root}` placeholders.
+    Peer {
+        /// The command.
+        command: String,
+    },
+}
+
+/// A server as the report names it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Short name: `stage4-epoll`, `nginx`, `stage5 pass/rr`...
+    pub name: String,
+    /// What it is, in a few words, for the report.
+    pub about: String,
+    /// The stage package it comes from (`None` for peers).
+    pub stage: Option<&'static str>,
+    /// How to start it.
+    pub launch: Launch,
+}
+
+/// Settings every started server gets.
+#[derive(Debug, Clone)]
+pub struct StartOptions<'a> {
+    /// The document root.
+    pub root: &'a Path,
+    /// Scratch space (nginx configuration, logs).
+    pub scratch: &'a Path,
+    /// Extra flags for contract binaries (timeouts for one scenario).
+    pub extra_args: &'a [String],
+    /// Keep-alive timeout for nginx, seconds.
+    pub keepalive_secs: u32,
+    /// Pin the server to these CPUs (`None`: no pinning).
+    pub pin: Option<&'a [usize]>,
+    /// Pin the bench back to these CPUs after the server started.
+    pub pin_back: Option<&'a [usize]>,
+}
+
+/// A running server; killed when dropped.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// The root process id (the master, for multi-process servers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the server process is alive.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the server gracefully (SIGTERM), killing it if it has not
+    /// exited within 5 s. Returns false if it had to be killed.
+    pub fn stop(mut self) -> bool {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, read and released: a small race that
+/// a one-machine bench can live with).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `target`. Its stderr goes to `scratch/NAME.log`.
+pub fn start(target: &Target, opts: &StartOptions<'_>) -> io::Result<Running> {
+    let log_name = target.name.replace(['/', ' '], "_");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(opts.scratch.join(format!("{log_name}.log")))?;
+    if let Some(cpus) = opts.pin {
+        crate::machine::pin_current_thread(cpus)?;
+    }
+    let spawned = spawn(target, opts, log);
+    if let Some(cpus) = opts.pin_back {
+        crate::machine::pin_current_thread(cpus)?;
+    }
+    let (child, ready) = spawned?;
+    let mut running = Running {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    running.addr = match ready {
+        Ready::Announced(addr) => addr,
+        // Not our contract: wait until the chosen port accepts.
+        Ready::Port(port) => wait_listening(&mut running, target, port)?,
+    };
+    Ok(running)
+}
+
+/// How the bench learns that a server accepts connections.
+enum Ready {
+    /// It printed `listening on` with this address.
+    Announced(SocketAddr),
+    /// It was told to listen on this port; connect until it does.
+    Port(u16),
+}
+
+fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<(Child, Ready)> {
+    match &target.launch {
+        Launch::Contract { bin, args } => {
+            let mut cmd = Command::new(bin);
+            cmd.arg("--addr")
+                .arg("127.0.0.1:0")
+                .arg("--root")
+                .arg(opts.root)
+                .args(["--access-log", "off", "--log-level", "warn"])
+                .args(["--grace-period", "1"])
+                .args(args)
+                .args(opts.extra_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log);
+            let mut child = cmd.spawn()?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("no stdout"))?;
+            // Read the `listening on` line on a thread so that a server that
+            // never prints it cannot hang the run.
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = tx.send(line);
+                // Keep draining, so a chatty server never blocks on stdout.
+                let _ = io::copy(&mut reader, &mut io::sink());
+            });
+            let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(io::Error::other(format!(
+                        "{} printed no `listening on` line",
+                        target.name
+                    )));
+                }
+            };
+            match parse_listening_line(&line) {
+                Some(addr) => Ok((child, Ready::Announced(addr))),
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(io::Error::other(format!(
+                        "{} did not start (first line {:?}; see its log)",
+                        target.name,
+                        line.trim()
+                    )))
+                }
+            }
+        }
+        Launch::Nginx { sendfile, workers } => {
+            let port = free_port()?;
+            let dir = opts
+                .scratch
+                .join(format!("nginx-{}", target.name.replace(['/', ' '], "_")));
+            fs::create_dir_all(&dir)?;
+            let conf = dir.join("nginx.conf");
+            fs::write(
+                &conf,
+                nginx_conf(
+                    &dir,
+                    opts.root,
+                    port,
+                    *workers,
+                    *sendfile,
+                    opts.keepalive_secs,
+                ),
+            )?;
+            let child = Command::new("nginx")
+                .arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?;
+            Ok((child, Ready::Port(port)))
+        }
+        Launch::Peer { command } => {
+            let port = free_port()?;
+            let cmd = command
+                .replace("{port}", &port.to_string())
+                .replace("{root}", &opts.root.to_string_lossy());
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec {cmd}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?;
+            Ok((child, Ready::Port(port)))
+        }
+    }
+}
+
+fn wait_listening(running: &mut Running, target: &Target, port: u16) -> io::Result<SocketAddr> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if !running.alive() {
+            return Err(io::Error::other(format!(
+                "{} exited at start-up (see its log)",
+                target.name
+            )));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(addr);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Err(io::Error::other(format!(
+        "{} did not accept connections within {STARTUP_TIMEOUT:?}",
+        target.name
+    )))
+}
+
+/// Parses `listening on http://127.0.0.1:8080/`.
+pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.trim_end().strip_prefix("listening on ")?;
+    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    rest.trim_end_matches('/').parse().ok()
+}
+
+/// An nginx configuration equivalent to the stages' defaults: the same
+/// root, `index.html`, no access log, `workers` worker processes.
+pub fn nginx_conf(
+    dir: &Path,
+    root: &Path,
+    port: u16,
+    workers: usize,
+    sendfile: bool,
+    keepalive_secs: u32,
+) -> String {
+    let d = dir.display();
+    let root = root.display();
+    let sendfile = if sendfile { "on" } else { "off" };
+    format!(
+        "# Generated by the bench: nginx as a reference server.
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 20000;
+events {{
+    worker_connections 16384;
+}}
+http {{
+    access_log off;
+    sendfile {sendfile};
+    keepalive_timeout {keepalive_secs}s;
+    keepalive_requests 100000000;
+    server_tokens off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    types {{
+        text/html html;
+        text/css css;
+        text/plain txt;
+        application/javascript js;
+        application/json json;
+        image/png png;
+        image/svg+xml svg;
+        video/mp4 mp4;
+    }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        server_name localhost;
+        root {root};
+        index index.html;
+    }}
+}}
+"
+    )
+}
+
+/// True when an `nginx` binary is on the `PATH`.
+pub fn nginx_installed() -> bool {
+    Command::new("nginx")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
