@@ -84,30 +84,57 @@ thread_local! {
 
 fn with_cached<R>(
     key: &'static std::thread::LocalKey<RefCell<Cached>>,
-    format: fn(u64) -> String,
+    format: fn(&mut String, u64),
     f: impl FnOnce(&str) -> R,
 ) -> R {
     let now = unix_now();
     key.with(|cell| {
         let mut c = cell.borrow_mut();
         if c.secs != now {
-            c.text = format(now);
+            // Reformat into the same String: after the first second this
+            // allocates nothing (the length of a date never changes).
+            c.text.clear();
+            format(&mut c.text, now);
             c.secs = now;
         }
         f(&c.text)
     })
 }
 
+fn write_http_date(out: &mut String, secs: u64) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "{}",
+        httpdate::HttpDate::from(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    );
+}
+
+fn write_log_date(out: &mut String, secs: u64) {
+    use std::fmt::Write as _;
+    let c = Civil::from_unix(secs);
+    let _ = write!(
+        out,
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        c.day,
+        c.month_abbr(),
+        c.year,
+        c.hour,
+        c.min,
+        c.sec
+    );
+}
+
 /// Calls `f` with the current IMF-fixdate (`Sun, 22 Nov 2026 01:49:35 GMT`),
 /// formatted at most once a second per thread.
 pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
-    with_cached(&HTTP_DATE, http_date, f)
+    with_cached(&HTTP_DATE, write_http_date, f)
 }
 
 /// Calls `f` with the current access-log timestamp
 /// (`22/Nov/2026:01:49:35 +0000`), formatted at most once a second per thread.
 pub fn with_log_date<R>(f: impl FnOnce(&str) -> R) -> R {
-    with_cached(&LOG_DATE, log_date, f)
+    with_cached(&LOG_DATE, write_log_date, f)
 }
 
 /// Formats seconds since the epoch as an IMF-fixdate.
@@ -122,16 +149,9 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
 
 /// Formats seconds since the epoch the way the Combined Log Format does.
 pub fn log_date(secs: u64) -> String {
-    let c = Civil::from_unix(secs);
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        c.day,
-        c.month_abbr(),
-        c.year,
-        c.hour,
-        c.min,
-        c.sec
-    )
+    let mut s = String::with_capacity(26);
+    write_log_date(&mut s, secs);
+    s
 }
 
 /// `2026-11-22 01:49`, for directory listings.

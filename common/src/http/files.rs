@@ -1,16 +1,23 @@
 //! Static files: directories, validators, ranges and precompressed siblings.
+//!
+//! [`serve`] answers from this thread's [`cache`] when it can: a repeated
+//! request for a small file then costs no system call and no allocation
+//! here, and the bytes it produces are the same as when the path is
+//! resolved from scratch (both go through the same `serve_file`).
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
-use std::fs::{File, Metadata};
-use std::io::Write as _;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
+use super::cache::{self, Contents, FileEntry, Fresh, Outcome, Probe, Rep, Sibling};
 use super::parse::{Method, Request};
 use super::path::{self, PathError};
 use super::response::{HeadWriter, Persist};
@@ -24,36 +31,231 @@ const MAX_RANGES: usize = 16;
 const MAX_MULTIPART_BYTES: u64 = 1024 * 1024;
 
 /// Serves a GET or HEAD for a path under the root.
+///
+/// The path is looked up in this thread's [`cache`] first; only a miss
+/// (or an entry whose window is over and whose file changed) goes to the
+/// file system, where every rule of [`path`] applies.
 pub fn serve(req: &Request<'_>, site: &Site, persist: Persist, out: &mut Vec<u8>) -> Reply {
     let head_only = req.method == Method::Head;
     let fail = |e: PathError, out: &mut Vec<u8>| error(site, e.status(), persist, head_only, out);
-    let path = match path::resolve(&site.root, req.path) {
-        Ok(p) => p,
-        Err(e) => return fail(e, out),
+    let outcome = match cache::lookup(&site.root, site.precompressed, req.path) {
+        Some(outcome) => outcome,
+        None => match resolve(site, req.path) {
+            Resolved::Cache(fresh) => {
+                cache::insert(&site.root, site.precompressed, req.path, fresh)
+            }
+            Resolved::Once(outcome) => outcome,
+            Resolved::Listing(dir) => return listing(req, site, &dir, persist, head_only, out),
+            Resolved::Refused(e) => return fail(e, out),
+        },
     };
-    let meta = match std::fs::metadata(&path) {
+    match outcome {
+        Outcome::File(entry) => serve_file(req, site, &entry, persist, out),
+        Outcome::Redirect => redirect_to_slash(req, site, persist, head_only, out),
+        Outcome::NotFound => fail(PathError::NotFound, out),
+    }
+}
+
+/// What resolving a request path on the file system found.
+#[derive(Debug)]
+enum Resolved {
+    /// An outcome to remember, with the probe that guards it.
+    Cache(Fresh),
+    /// An outcome to answer with but not to remember: the file system
+    /// changed while it was being resolved.
+    Once(Outcome),
+    /// A directory without an index file, to be listed (never cached: the
+    /// listing depends on every entry of the directory).
+    Listing(PathBuf),
+    /// `400` or `403` (never cached: rare, and a `400` costs no system call).
+    Refused(PathError),
+}
+
+/// Resolves a raw request path from scratch: what [`serve`] did before
+/// there was a cache, step for step, plus one `stat` of the path (the
+/// probe) taken *first*, so that any change racing with the resolution
+/// makes the entry's next revalidation fail.
+fn resolve(site: &Site, raw: &str) -> Resolved {
+    let rel = match path::normalize(raw) {
+        Ok(rel) => rel,
+        Err(e) => return Resolved::Refused(e),
+    };
+    let joined = site.root.join(rel);
+    let probe = Probe::take(&joined);
+    let canonical = match path::contain(&site.root, &joined) {
+        Ok(p) => p,
+        Err(e) => return refused(e, joined, probe),
+    };
+    let meta = match std::fs::metadata(&canonical) {
         Ok(m) => m,
-        Err(e) => return fail(path::io_to_path_error(&e), out),
+        Err(e) => return refused(path::io_to_path_error(&e), joined, probe),
     };
     if meta.is_dir() {
-        if !req.path.ends_with('/') {
-            return redirect_to_slash(req, site, persist, head_only, out);
+        if !raw.ends_with('/') {
+            return Resolved::Cache(Fresh {
+                outcome: Outcome::Redirect,
+                probe_path: joined,
+                probe,
+            });
         }
-        if let Ok(index) = path::contain(&site.root, &path.join(INDEX_FILE)) {
-            if index.is_file() {
-                return serve_file(req, site, &index, persist, out);
+        let index_joined = joined.join(INDEX_FILE);
+        let index_probe = Probe::take(&index_joined);
+        if let Ok(index) = path::contain(&site.root, &canonical.join(INDEX_FILE)) {
+            match std::fs::metadata(&index) {
+                Ok(index_meta) if index_meta.is_file() => {
+                    let outcome = Outcome::File(Arc::new(file_entry(site, index, &index_meta)));
+                    // The index was probed after the directory was
+                    // canonicalized: if the directory changed meanwhile
+                    // (a swapped symlink), the probe may describe another
+                    // directory's index than the one resolved.
+                    if Probe::take(&joined) != probe {
+                        return Resolved::Once(outcome);
+                    }
+                    return Resolved::Cache(Fresh {
+                        outcome,
+                        probe_path: index_joined,
+                        probe: index_probe,
+                    });
+                }
+                _ => {}
             }
         }
         if site.autoindex {
-            return listing(req, site, &path, persist, head_only, out);
+            return Resolved::Listing(canonical);
         }
-        return fail(PathError::Forbidden, out);
+        return Resolved::Refused(PathError::Forbidden);
     }
     if !meta.is_file() {
         // FIFOs, sockets and devices are never opened: a FIFO would block.
-        return fail(PathError::NotFound, out);
+        return refused(PathError::NotFound, joined, probe);
     }
-    serve_file(req, site, &path, persist, out)
+    let entry = file_entry(site, canonical, &meta);
+    Resolved::Cache(Fresh {
+        outcome: Outcome::File(Arc::new(entry)),
+        probe_path: joined,
+        probe,
+    })
+}
+
+/// A refusal: `404` is remembered (the common miss), `400`/`403` are not.
+fn refused(e: PathError, joined: PathBuf, probe: Probe) -> Resolved {
+    match e {
+        PathError::NotFound => Resolved::Cache(Fresh {
+            outcome: Outcome::NotFound,
+            probe_path: joined,
+            probe,
+        }),
+        e => Resolved::Refused(e),
+    }
+}
+
+/// Gathers what answering for the file at canonical `path` needs: its MIME
+/// type, its precompressed siblings, and the contents of small
+/// representations.
+fn file_entry(site: &Site, path: PathBuf, meta: &Metadata) -> FileEntry {
+    // The MIME type is the original file's, also for a .gz sibling.
+    let mime = mime_guess::from_path(&path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let (plain, mut unsettled) = representation(path, meta);
+    let mut siblings = Vec::new();
+    if site.precompressed {
+        for (coding, ext) in [("br", "br"), ("gzip", "gz")] {
+            let mut name = OsString::from(plain.path.as_os_str());
+            name.push(".");
+            name.push(ext);
+            let probe_path = PathBuf::from(name);
+            // One stat first: most files have no sibling, and canonicalizing
+            // a path that does not exist costs a readlink per component.
+            let found = std::fs::metadata(&probe_path);
+            let probe = Probe::of(&found);
+            let rep = match found {
+                Ok(m) if m.is_file() => path::contain(&site.root, &probe_path).ok().map(|real| {
+                    let (rep, recent) = representation(real, &m);
+                    unsettled |= recent;
+                    rep
+                }),
+                _ => None,
+            };
+            siblings.push(Sibling {
+                coding,
+                probe_path,
+                probe,
+                rep,
+            });
+        }
+    }
+    FileEntry {
+        mime,
+        plain,
+        siblings,
+        unsettled,
+    }
+}
+
+/// One representation; a small, settled file is read into memory now.
+/// Also says whether it is small but changed too recently to be read.
+fn representation(path: PathBuf, meta: &Metadata) -> (Rep, bool) {
+    if meta.len() > cache::SMALL_FILE {
+        return (
+            Rep {
+                path,
+                contents: None,
+            },
+            false,
+        );
+    }
+    let (contents, unsettled) = match read_small(&path) {
+        Ok(contents) => (contents, false),
+        Err(Unsettled) => (None, true),
+    };
+    (Rep { path, contents }, unsettled)
+}
+
+/// The file changed a moment ago: its contents are not cached yet.
+#[derive(Debug)]
+struct Unsettled;
+
+/// Reads a small file whole, with the validators of the same open file.
+/// `Ok(None)` (the file is then opened per request) if it cannot be read or
+/// grew.
+fn read_small(path: &Path) -> Result<Option<Contents>, Unsettled> {
+    let Ok((file, meta)) = open_regular(path) else {
+        return Ok(None);
+    };
+    if !cache::settled(&meta) {
+        return Err(Unsettled);
+    }
+    let Ok(len) = usize::try_from(meta.len()) else {
+        return Ok(None);
+    };
+    if meta.len() > cache::SMALL_FILE {
+        return Ok(None);
+    }
+    let mut bytes = vec![0; len];
+    if file.read_exact_at(&mut bytes, 0).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(Contents {
+        mtime: Validators::of(&meta).mtime,
+        bytes: bytes.into(),
+    }))
+}
+
+/// Opens a file for reading and checks that it still is a regular file.
+/// `O_NONBLOCK` makes opening a FIFO swapped in since the path was resolved
+/// return at once instead of blocking the thread (it changes nothing for a
+/// regular file).
+fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    Ok((file, meta))
 }
 
 /// `301` to the same path with a trailing slash, so that relative links in
@@ -144,39 +346,31 @@ impl ETag {
 }
 
 /// Picks the representation to send: the file itself, or a precompressed
-/// sibling (`.br`, `.gz`) the client accepts. Returns the path, the
+/// sibling (`.br`, `.gz`) the client accepts. Returns it, the
 /// `Content-Encoding`, and whether any sibling exists (then the response
 /// varies by `Accept-Encoding`, whichever representation is sent).
-fn choose_representation(
+fn choose_representation<'e>(
     req: &Request<'_>,
-    site: &Site,
-    path: &Path,
-) -> (PathBuf, Option<&'static str>, bool) {
-    if !site.precompressed {
-        return (path.to_path_buf(), None, false);
-    }
+    entry: &'e FileEntry,
+) -> (&'e Rep, Option<&'static str>, bool) {
     let mut chosen = None;
     let mut any = false;
-    for (coding, ext) in [("br", "br"), ("gzip", "gz")] {
-        let mut sibling = OsString::from(path.as_os_str());
-        sibling.push(".");
-        sibling.push(ext);
-        // One stat first: most files have no sibling, and canonicalizing a
-        // path that does not exist costs a readlink per component.
-        if !Path::new(&sibling).is_file() {
-            continue;
-        }
-        let Ok(sibling) = path::contain(&site.root, Path::new(&sibling)) else {
+    for sibling in &entry.siblings {
+        let Some(rep) = &sibling.rep else {
             continue;
         };
         any = true;
-        if chosen.is_none() && req.accept_encoding.is_some_and(|ae| accepts(ae, coding)) {
-            chosen = Some((sibling, coding));
+        if chosen.is_none()
+            && req
+                .accept_encoding
+                .is_some_and(|ae| accepts(ae, sibling.coding))
+        {
+            chosen = Some((rep, sibling.coding));
         }
     }
     match chosen {
-        Some((p, coding)) => (p, Some(coding), true),
-        None => (path.to_path_buf(), None, any),
+        Some((rep, coding)) => (rep, Some(coding), true),
+        None => (&entry.plain, None, any),
     }
 }
 
@@ -280,33 +474,95 @@ fn if_range_holds(if_range: &str, v: Validators) -> bool {
     }
 }
 
+/// Where the body of the chosen representation comes from.
+#[derive(Debug)]
+enum Body<'a> {
+    /// An open file: the stage sends it as a [`FileRegion`].
+    File(File),
+    /// Cached contents: copied into the output buffer after the head.
+    Bytes(&'a [u8]),
+}
+
+impl Body<'_> {
+    /// The reply for `len` body bytes from `offset`, once the head is in
+    /// `out`. `start` is where the head began: if the cached contents do
+    /// not cover the region (they always do: the offsets come from the
+    /// same length), the head is taken back and a 500 written instead.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "two call sites; a struct would only rename them"
+    )]
+    fn reply(
+        self,
+        site: &Site,
+        status: u16,
+        offset: u64,
+        len: u64,
+        persist: Persist,
+        start: usize,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        match self {
+            Body::File(file) => file_reply(status, file, offset, len, persist),
+            Body::Bytes(bytes) => match slice(bytes, offset, len) {
+                Some(part) => {
+                    out.extend_from_slice(part);
+                    Reply {
+                        status,
+                        body_len: len,
+                        file: None,
+                        keep_alive: persist.keep_alive(),
+                    }
+                }
+                None => {
+                    log::error!("cached contents shorter than their length");
+                    out.truncate(start);
+                    error(site, 500, persist, false, out)
+                }
+            },
+        }
+    }
+}
+
+/// `len` bytes of `bytes` from `offset`, if they are there.
+fn slice(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let offset = usize::try_from(offset).ok()?;
+    let end = offset.checked_add(usize::try_from(len).ok()?)?;
+    bytes.get(offset..end)
+}
+
 fn serve_file(
     req: &Request<'_>,
     site: &Site,
-    path: &Path,
+    entry: &FileEntry,
     persist: Persist,
     out: &mut Vec<u8>,
 ) -> Reply {
     let head_only = req.method == Method::Head;
-    // The MIME type is the original file's, also for a .gz sibling.
-    let mime = mime_guess::from_path(path)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    let (file_path, coding, vary) = choose_representation(req, site, path);
-    let opened = File::open(&file_path).and_then(|f| f.metadata().map(|m| (f, m)));
-    let (file, meta) = match opened {
-        Ok(fm) => fm,
-        Err(e) => {
-            return error(
-                site,
-                path::io_to_path_error(&e).status(),
-                persist,
-                head_only,
-                out,
-            );
-        }
+    let start = out.len();
+    let mime = entry.mime;
+    let (rep, coding, vary) = choose_representation(req, entry);
+    let (v, body) = match &rep.contents {
+        Some(c) => (
+            Validators {
+                mtime: c.mtime,
+                len: c.bytes.len() as u64,
+            },
+            Body::Bytes(&c.bytes),
+        ),
+        None => match open_regular(&rep.path) {
+            Ok((file, meta)) => (Validators::of(&meta), Body::File(file)),
+            Err(e) => {
+                return error(
+                    site,
+                    path::io_to_path_error(&e).status(),
+                    persist,
+                    head_only,
+                    out,
+                );
+            }
+        },
     };
-    let v = Validators::of(&meta);
     let len = v.len;
 
     // Conditional requests (RFC 9110 13.2.2): If-None-Match wins over
@@ -375,8 +631,8 @@ fn serve_file(
             common_headers(&mut h);
             h.header("Content-Range", format_args!("bytes {first}-{last}/{len}"));
             tail_headers(&mut h);
-            h.finish(persist);
-            file_reply(206, file, first, part_len, persist)
+            let out = h.finish(persist);
+            body.reply(site, 206, first, part_len, persist, start, out)
         }
         Ranges::Parts(parts) => {
             let total: u64 = parts.iter().map(|(a, b)| b - a + 1).sum();
@@ -384,7 +640,7 @@ fn serve_file(
                 return whole_file(
                     site,
                     mime,
-                    file,
+                    body,
                     v,
                     persist,
                     head_only,
@@ -396,7 +652,7 @@ fn serve_file(
             multipart(
                 site,
                 mime,
-                &file,
+                &body,
                 v,
                 &parts,
                 persist,
@@ -409,7 +665,7 @@ fn serve_file(
         Ranges::Whole => whole_file(
             site,
             mime,
-            file,
+            body,
             v,
             persist,
             head_only,
@@ -438,7 +694,7 @@ type AddHeaders<'a> = &'a dyn Fn(&mut HeadWriter<'_>);
 fn whole_file(
     site: &Site,
     mime: &str,
-    file: File,
+    body: Body<'_>,
     v: Validators,
     persist: Persist,
     head_only: bool,
@@ -446,15 +702,14 @@ fn whole_file(
     tail_headers: AddHeaders<'_>,
     out: &mut Vec<u8>,
 ) -> Reply {
+    let start = out.len();
     let mut h = HeadWriter::new(out, 200, &site.server);
     h.content_type(mime).header("Content-Length", v.len);
     common_headers(&mut h);
     tail_headers(&mut h);
-    h.finish(persist);
-    if head_only {
-        return file_reply(200, file, 0, 0, persist);
-    }
-    file_reply(200, file, 0, v.len, persist)
+    let out = h.finish(persist);
+    let len = if head_only { 0 } else { v.len };
+    body.reply(site, 200, 0, len, persist, start, out)
 }
 
 #[allow(
@@ -464,7 +719,7 @@ fn whole_file(
 fn multipart(
     site: &Site,
     mime: &str,
-    file: &File,
+    body_source: &Body<'_>,
     v: Validators,
     parts: &[(u64, u64)],
     persist: Persist,
@@ -488,11 +743,23 @@ fn multipart(
             "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{}\r\n\r\n",
             v.len
         );
-        let start = body.len();
-        body.resize(start + (last - first + 1) as usize, 0);
-        if let Err(e) = file.read_exact_at(&mut body[start..], first) {
-            log::error!("reading a range: {e}");
-            return error(site, 500, persist, head_only, out);
+        let part_len = last - first + 1;
+        match body_source {
+            Body::File(file) => {
+                let start = body.len();
+                body.resize(start + part_len as usize, 0);
+                if let Err(e) = file.read_exact_at(&mut body[start..], first) {
+                    log::error!("reading a range: {e}");
+                    return error(site, 500, persist, head_only, out);
+                }
+            }
+            Body::Bytes(bytes) => {
+                let Some(part) = slice(bytes, first, part_len) else {
+                    log::error!("cached contents shorter than their length");
+                    return error(site, 500, persist, head_only, out);
+                };
+                body.extend_from_slice(part);
+            }
         }
         body.extend_from_slice(b"\r\n");
     }

@@ -6,10 +6,12 @@
 //! - [`site`]: the [`Site`] and [`respond`], the request handler.
 //! - [`files`]: static files, directory listings, validators, ranges.
 //! - [`path`]: request path → file under the root, safely.
+//! - [`cache`]: the per-thread open-file cache in front of [`path`] and [`files`].
 //! - [`api`]: the `/api/add` route.
 //! - [`response`]: writing a response head into a caller-owned buffer.
 
 pub mod api;
+pub mod cache;
 pub mod conn;
 pub mod files;
 pub mod parse;

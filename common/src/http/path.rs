@@ -16,6 +16,11 @@
 //! What remains is the race between this check and `open` (a symlink swapped
 //! in between). The course discusses it; `openat2(RESOLVE_BENEATH)` closes
 //! it on Linux 5.6+.
+//!
+//! These steps run for every path the per-thread [`cache`](super::cache)
+//! does not know yet. A remembered outcome is reused for at most a second
+//! before one `stat` checks that the path still names the same file; a path
+//! is never answered from the cache unless these steps accepted it.
 
 use std::ffi::OsStr;
 use std::io;
