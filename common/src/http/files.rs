@@ -267,9 +267,17 @@ fn redirect_to_slash(
     head_only: bool,
     out: &mut Vec<u8>,
 ) -> Reply {
+    // Built from the normalized segments, not from the raw request path:
+    // `GET //evil.example` must never become `Location: //evil.example/`,
+    // which a browser reads as another host (an open redirect; found by
+    // the fuzzer).
     let mut location = String::with_capacity(req.path.len() + 2);
-    location.push_str(req.path);
     location.push('/');
+    for segment in path::normalize(req.path).unwrap_or_default().components() {
+        let bytes = segment.as_os_str().as_bytes();
+        location.extend(percent_encoding::percent_encode(bytes, HREF));
+        location.push('/');
+    }
     if let Some(q) = req.query {
         location.push('?');
         location.push_str(q);

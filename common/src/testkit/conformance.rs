@@ -531,6 +531,11 @@ fn directories_redirect_index_and_list(ctx: &Ctx) {
     assert_eq!(r.header("Location"), Some("/dir/"));
     let r = assert_status(ctx, &req("/list?x=1"), 301);
     assert_eq!(r.header("Location"), Some("/list/?x=1"));
+    // Never a scheme-relative Location (`//host/`): an open redirect.
+    let r = assert_status(ctx, &req("//list"), 301);
+    assert_eq!(r.header("Location"), Some("/list/"));
+    let r = assert_status(ctx, &req("//."), 301);
+    assert_eq!(r.header("Location"), Some("/"));
     let r = assert_status(ctx, &req("/dir/"), 200);
     assert_eq!(r.body, b"<p>dir index</p>\n");
     let r = assert_status(ctx, &req("/list/"), 200);
@@ -933,6 +938,7 @@ const IDENTICAL: &[&str] = &[
     "GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     "GET /list/ HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET /list HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET //list HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET /range.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-5\r\n\r\n",
     "GET /range.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,4-5\r\n\r\n",
