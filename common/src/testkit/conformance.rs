@@ -536,6 +536,10 @@ fn directories_redirect_index_and_list(ctx: &Ctx) {
     assert_eq!(r.header("Location"), Some("/list/"));
     let r = assert_status(ctx, &req("//."), 301);
     assert_eq!(r.header("Location"), Some("/"));
+    for attack in ["//evil.example/..", "/\\evil.example/.."] {
+        let r = assert_status(ctx, &req(attack), 301);
+        assert_eq!(r.header("Location"), Some("/"), "{attack}");
+    }
     let r = assert_status(ctx, &req("/dir/"), 200);
     assert_eq!(r.body, b"<p>dir index</p>\n");
     let r = assert_status(ctx, &req("/list/"), 200);
