@@ -1,11 +1,13 @@
 //! Hostile clients against the thread pool: what it survives, and how it
 //! degrades. Run with `--nocapture` to see the figures the course quotes.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::testkit::ServerProcess;
-use common::testkit::abuse::{Slowloris, cpu_ticks, normal_clients, raise_test_fd_limit};
+use common::testkit::abuse::{
+    BigFileRoot, Slowloris, cpu_ticks, head_is_answered, normal_clients, raise_test_fd_limit,
+    stalled_download,
+};
 use common::testkit::client::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage3-threadpool");
@@ -56,33 +58,25 @@ fn slowloris_degrades_to_503_and_delays_but_never_hangs() {
 /// serving.
 #[test]
 fn a_slow_reader_holds_one_worker_only() {
-    let root = std::env::temp_dir().join(format!("stage3-abuse-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let root = BigFileRoot::create("stage3", 16 << 20);
     let server = ServerProcess::start(
         BIN,
         &[
             "--threads",
             "2",
             "--root",
-            root.to_str().unwrap(),
+            root.arg(),
             "--access-log",
             "off",
         ],
     );
-    let mut slow = Client::connect(server.addr);
-    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut chunk = [0u8; 4096];
-    let n = slow.stream.read(&mut chunk).unwrap();
-    assert!(n > 0);
-    // The slow reader's worker is now blocked in sendfile on a full socket.
-    let others = normal_clients(server.addr, "/big.bin", 0);
-    assert_eq!(others.failed, 0);
-    let mut c = Client::connect(server.addr);
-    c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response(true).status, 200);
+    // The slow reader's connection is now stalled on a full socket.
+    let slow = stalled_download(server.addr);
+    assert!(
+        head_is_answered(server.addr),
+        "another client was not served"
+    );
     drop(slow);
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// Out of descriptors (a low RLIMIT_NOFILE), the acceptor backs off instead

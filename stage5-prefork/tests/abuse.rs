@@ -1,11 +1,13 @@
 //! Hostile clients against the prefork server. Run with `--nocapture` to
 //! see the figures the course quotes.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::testkit::ServerProcess;
-use common::testkit::abuse::{Slowloris, cpu_ticks, normal_clients, raise_test_fd_limit};
+use common::testkit::abuse::{
+    BigFileRoot, Slowloris, cpu_ticks, head_is_answered, normal_clients, raise_test_fd_limit,
+    stalled_download,
+};
 use common::testkit::client::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage5-prefork");
@@ -44,29 +46,25 @@ fn slowloris_crowd_does_not_stop_normal_clients() {
 /// A client reading a large file slowly does not hold up the others.
 #[test]
 fn a_slow_reader_does_not_hold_up_others() {
-    let root = std::env::temp_dir().join(format!("stage5-abuse-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let root = BigFileRoot::create("stage5", 16 << 20);
     let server = ServerProcess::start(
         BIN,
         &[
             "--workers",
             "1",
             "--root",
-            root.to_str().unwrap(),
+            root.arg(),
             "--access-log",
             "off",
         ],
     );
-    let mut slow = Client::connect(server.addr);
-    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut chunk = [0u8; 4096];
-    assert!(slow.stream.read(&mut chunk).unwrap() > 0);
-    let mut c = Client::connect(server.addr);
-    c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response(true).status, 200);
+    // The slow reader's connection is now stalled on a full socket.
+    let slow = stalled_download(server.addr);
+    assert!(
+        head_is_answered(server.addr),
+        "another client was not served"
+    );
     drop(slow);
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// More clients than `--max-connections` allows across the workers: the

@@ -146,3 +146,52 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 pub fn raise_test_fd_limit() -> u64 {
     crate::limits::raise_fd_limit().unwrap_or(1024)
 }
+
+/// A temporary document root holding one large file, `/big.bin`; removed
+/// on drop.
+#[derive(Debug)]
+pub struct BigFileRoot {
+    /// The folder.
+    pub path: std::path::PathBuf,
+}
+
+impl BigFileRoot {
+    /// Creates the folder with a `/big.bin` of `bytes` bytes.
+    pub fn create(tag: &str, bytes: usize) -> BigFileRoot {
+        let path = std::env::temp_dir().join(format!("big-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create the temporary root");
+        std::fs::write(path.join("big.bin"), vec![7u8; bytes]).expect("write big.bin");
+        BigFileRoot { path }
+    }
+
+    /// The folder, for `--root`.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("temporary paths are UTF-8")
+    }
+}
+
+impl Drop for BigFileRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Starts downloading `/big.bin` on a new connection, reads the first
+/// bytes, then stops reading: the server is left with a full socket. Keep
+/// the returned client alive for as long as the stall should last.
+pub fn stalled_download(addr: SocketAddr) -> Client {
+    use std::io::Read;
+    let mut slow = Client::connect(addr);
+    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut chunk = [0u8; 4096];
+    let n = slow.stream.read(&mut chunk).expect("the download starts");
+    assert!(n > 0, "the download starts");
+    slow
+}
+
+/// Whether `HEAD /big.bin` on a new connection is answered `200`.
+pub fn head_is_answered(addr: SocketAddr) -> bool {
+    let mut c = Client::connect(addr);
+    c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.try_response(true).is_ok_and(|r| r.status == 200)
+}
