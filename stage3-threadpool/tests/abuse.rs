@@ -8,7 +8,6 @@ use common::testkit::abuse::{
     BigFileRoot, Slowloris, cpu_ticks, head_is_answered, normal_clients, raise_test_fd_limit,
     stalled_download,
 };
-use common::testkit::client::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage3-threadpool");
 
