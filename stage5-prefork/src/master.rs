@@ -47,10 +47,23 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// The longest wait before replacing a worker that keeps crashing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How soon the master retries a connection no channel could take.
+const STALL_RETRY: Duration = Duration::from_millis(1);
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How often the loop wakes up without an event (recycling, back-off).
 const TICK: Duration = Duration::from_millis(200);
+
+/// What became of a connection the master tried to pass on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    /// A worker has it.
+    Sent,
+    /// Every worker is at `--max-connections` (or none can take any).
+    AtCapacity,
+    /// Every worker's channel is full for the moment.
+    ChannelsFull,
+}
 
 /// A worker process, as the master sees it.
 #[derive(Debug)]
@@ -91,6 +104,10 @@ pub struct Master {
     /// Out of descriptors: the listener is not polled before this time
     /// (it stays readable, so polling it would spin).
     accept_paused_until: Option<Instant>,
+    /// A connection accepted while every channel was full, waiting for
+    /// one to drain; the listener is not polled meanwhile (backpressure
+    /// into the kernel's accept queue).
+    stalled: Option<(std::net::TcpStream, std::net::SocketAddr)>,
     /// A site for the `503` the master sends when every worker is full; no
     /// access log (the master writes none).
     busy_site: Option<common::http::Site>,
@@ -121,6 +138,7 @@ impl Master {
             backoff_until: None,
             fatal: false,
             accept_paused_until: None,
+            stalled: None,
             busy_site: None,
         })
     }
@@ -261,17 +279,26 @@ impl Master {
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             let paused = self.accept_paused_until.is_some_and(|t| Instant::now() < t);
-            let accepting =
-                self.args.accept == AcceptModel::Pass && self.listener.is_some() && !paused;
+            let accepting = self.args.accept == AcceptModel::Pass
+                && self.listener.is_some()
+                && !paused
+                && self.stalled.is_none();
             let readable = {
                 let signals = self.signals();
                 let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
                 if let (true, Some(l)) = (accepting, &self.listener) {
                     fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
                 }
+                // With a stalled connection, look again soon: a worker's
+                // feeder thread drains its channel in microseconds.
+                let wait = if self.stalled.is_some() {
+                    STALL_RETRY
+                } else {
+                    TICK
+                };
                 match poll(
                     &mut fds,
-                    PollTimeout::try_from(TICK).unwrap_or(PollTimeout::NONE),
+                    PollTimeout::try_from(wait).unwrap_or(PollTimeout::NONE),
                 ) {
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(e) => return Err(e.into()),
@@ -303,7 +330,11 @@ impl Master {
                 self.signal_all(Signal::SIGUSR1);
                 log::info!("log files reopened");
             }
-            if readable {
+            if let Some((stream, peer)) = self.stalled.take() {
+                if self.hand_out(stream, peer) && readable {
+                    self.accept_all();
+                }
+            } else if readable {
                 self.accept_all();
             }
             self.recycle();
@@ -321,15 +352,12 @@ impl Master {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if !self.dispatch(&stream) {
-                        // Every worker is at --max-connections (or gone):
-                        // say so with a 503 rather than a reset.
-                        log::warn!("every worker is full; answering {peer} 503");
-                        self.reject(stream, peer);
-                        continue;
+                    if !self.hand_out(stream, peer) {
+                        // Every channel is full: leave the rest of the burst
+                        // in the kernel's accept queue until the workers
+                        // catch up.
+                        return;
                     }
-                    // `stream` is dropped here: the master's copy closes and
-                    // the connection lives on in the worker.
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -345,8 +373,29 @@ impl Master {
         }
     }
 
+    /// Passes `stream` to a worker, answers 503 if every worker is at
+    /// `--max-connections`, or keeps it as `stalled` if every worker's
+    /// channel is full for now (returns false then).
+    fn hand_out(&mut self, stream: std::net::TcpStream, peer: std::net::SocketAddr) -> bool {
+        match self.dispatch(&stream) {
+            // `stream` is dropped here: the master's copy closes and the
+            // connection lives on in the worker.
+            Dispatch::Sent => true,
+            Dispatch::AtCapacity => {
+                // Say so with a 503 rather than a reset.
+                log::warn!("every worker is full; answering {peer} 503");
+                self.reject(stream, peer);
+                true
+            }
+            Dispatch::ChannelsFull => {
+                self.stalled = Some((stream, peer));
+                false
+            }
+        }
+    }
+
     /// Sends one connection to a worker chosen by the balance policy.
-    fn dispatch(&mut self, stream: &std::net::TcpStream) -> bool {
+    fn dispatch(&mut self, stream: &std::net::TcpStream) -> Dispatch {
         // Workers at --max-connections take no more (nginx's
         // worker_connections).
         let max = self.args.max_connections as u64;
@@ -359,7 +408,7 @@ impl Master {
             .map(|(i, _)| i)
             .collect();
         if order.is_empty() {
-            return false;
+            return Dispatch::AtCapacity;
         }
         match self.args.balance {
             Balance::RoundRobin => {
@@ -375,6 +424,7 @@ impl Master {
                 order.sort_by_key(|&i| live(i));
             }
         }
+        let mut busy = false;
         for i in order {
             let Some(child) = self.children[i].as_mut() else {
                 continue;
@@ -385,10 +435,12 @@ impl Master {
             match send_fd(channel, stream.as_fd()) {
                 Ok(()) => {
                     self.next = i + 1;
-                    return true;
+                    return Dispatch::Sent;
                 }
-                // Its channel is full: the worker is behind; try another.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Its channel is full (a burst faster than the worker
+                // receives; a Unix socket holds a few hundred passed
+                // descriptors): try another.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => busy = true,
                 Err(e) => {
                     log::warn!(
                         "worker {i} (pid {}) cannot take connections: {e}",
@@ -398,7 +450,11 @@ impl Master {
                 }
             }
         }
-        false
+        if busy {
+            Dispatch::ChannelsFull
+        } else {
+            Dispatch::AtCapacity
+        }
     }
     // ANCHOR_END: dispatch
 
@@ -598,6 +654,10 @@ impl Master {
     fn stop(&mut self) {
         log::info!("shutting down");
         self.listener = None;
+        if let Some((stream, peer)) = self.stalled.take() {
+            // Accepted but never passed on: answer it rather than reset it.
+            self.reject(stream, peer);
+        }
         for slot in 0..SLOTS {
             self.retire(slot);
         }

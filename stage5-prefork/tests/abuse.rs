@@ -133,3 +133,40 @@ fn descriptor_exhaustion_does_not_spin_and_recovers() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A burst of a thousand connections at one worker is faster than its
+/// feeder thread drains the Unix socket (which holds only a few hundred
+/// passed descriptors) — here the worker is even stopped (SIGSTOP) while
+/// the burst arrives. The master waits for room, leaving the rest in the
+/// kernel's accept queue, and once the worker runs again every client is
+/// served: none is refused.
+#[test]
+fn a_burst_of_connections_is_absorbed_not_refused() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    raise_test_fd_limit();
+    let server = ServerProcess::start(BIN, &["--workers", "1", "--access-log", "off"]);
+    let pid = server.pid();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let worker: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("one worker")
+        .parse()
+        .unwrap();
+    kill(Pid::from_raw(worker), Signal::SIGSTOP).unwrap();
+    let mut clients: Vec<Client> = (0..1000)
+        .map(|_| {
+            let mut c = Client::connect(server.addr);
+            c.send(b"GET /files/notes.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            c
+        })
+        .collect();
+    kill(Pid::from_raw(worker), Signal::SIGCONT).unwrap();
+    let statuses: Vec<u16> = clients
+        .iter_mut()
+        .map(|c| c.try_response(false).map_or(0, |r| r.status))
+        .collect();
+    let refused = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(refused, 0, "{refused} of 1000 clients were not served");
+}
