@@ -53,6 +53,14 @@
 //! entry is resolved afresh (not merely revalidated) after its window, until
 //! the file has settled and its contents can be kept.
 //!
+//! One limit of revalidation: it compares the *file* the path names (device
+//! and inode), not the route to it. If, within an entry's life, the path is
+//! re-pointed to reach the same inode by another route — a hard link whose
+//! other name lies outside the root, say — the entry stays valid. The file
+//! was inside the root when it was resolved, so nothing outside is served;
+//! but a change of route alone is only noticed when the entry is resolved
+//! afresh.
+//!
 //! # Bounds
 //!
 //! At most [`MAX_ENTRIES`] paths and [`MAX_CONTENT_BYTES`] of contents per
