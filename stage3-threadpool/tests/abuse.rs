@@ -1,12 +1,12 @@
 //! Hostile clients against the thread pool: what it survives, and how it
 //! degrades. Run with `--nocapture` to see the figures the course quotes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::testkit::ServerProcess;
 use common::testkit::abuse::{
-    BigFileRoot, Slowloris, cpu_ticks, head_is_answered, normal_clients, raise_test_fd_limit,
-    stalled_download,
+    Slowloris, normal_clients, raise_test_fd_limit, slow_reader_does_not_block_others,
+    ticks_while_out_of_descriptors,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage3-threadpool");
@@ -57,25 +57,7 @@ fn slowloris_degrades_to_503_and_delays_but_never_hangs() {
 /// serving.
 #[test]
 fn a_slow_reader_holds_one_worker_only() {
-    let root = BigFileRoot::create("stage3", 16 << 20);
-    let server = ServerProcess::start(
-        BIN,
-        &[
-            "--threads",
-            "2",
-            "--root",
-            root.arg(),
-            "--access-log",
-            "off",
-        ],
-    );
-    // The slow reader's connection is now stalled on a full socket.
-    let slow = stalled_download(server.addr);
-    assert!(
-        head_is_answered(server.addr),
-        "another client was not served"
-    );
-    drop(slow);
+    slow_reader_does_not_block_others(BIN, &["--threads", "2"]);
 }
 
 /// Out of descriptors (a low RLIMIT_NOFILE), the acceptor backs off instead
@@ -86,20 +68,10 @@ fn descriptor_exhaustion_does_not_spin_and_recovers() {
         BIN,
         &["--threads", "2", "--max-fds", "48", "--access-log", "off"],
     );
-    let held: Vec<std::net::TcpStream> = (0..80)
-        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
-        .collect();
-    let before = cpu_ticks(server.pid());
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(server.pid()) - before;
-    eprintln!(
-        "stage 3 out of descriptors: {used} CPU ticks in {:?}",
-        started.elapsed()
-    );
+    let used = ticks_while_out_of_descriptors(server.pid(), server.addr);
+    eprintln!("stage 3 out of descriptors: {used} CPU ticks in 1 s");
     // Spinning on accept would burn ~100 ticks (one second) here.
     assert!(used < 50, "the acceptor used {used} ticks of CPU in 1 s");
-    drop(held);
     let after = normal_clients(server.addr, "/files/notes.txt", 5);
     assert_eq!(after.count(200), 5, "{after:?}");
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use common::testkit::ServerProcess;
 use common::testkit::abuse::{
-    BigFileRoot, Slowloris, cpu_ticks, head_is_answered, normal_clients, raise_test_fd_limit,
-    stalled_download,
+    Slowloris, normal_clients, raise_test_fd_limit, slow_reader_does_not_block_others,
+    ticks_while_out_of_descriptors,
 };
 use common::testkit::client::Client;
 
@@ -46,25 +46,7 @@ fn slowloris_crowd_does_not_stop_normal_clients() {
 /// A client reading a large file slowly does not hold up the others.
 #[test]
 fn a_slow_reader_does_not_hold_up_others() {
-    let root = BigFileRoot::create("stage5", 16 << 20);
-    let server = ServerProcess::start(
-        BIN,
-        &[
-            "--workers",
-            "1",
-            "--root",
-            root.arg(),
-            "--access-log",
-            "off",
-        ],
-    );
-    // The slow reader's connection is now stalled on a full socket.
-    let slow = stalled_download(server.addr);
-    assert!(
-        head_is_answered(server.addr),
-        "another client was not served"
-    );
-    drop(slow);
+    slow_reader_does_not_block_others(BIN, &["--workers", "1"]);
 }
 
 /// More clients than `--max-connections` allows across the workers: the
@@ -118,15 +100,9 @@ fn descriptor_exhaustion_does_not_spin_and_recovers() {
         BIN,
         &["--workers", "1", "--max-fds", "48", "--access-log", "off"],
     );
-    let held: Vec<std::net::TcpStream> = (0..80)
-        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
-        .collect();
-    let before = cpu_ticks(server.pid());
-    std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(server.pid()) - before;
+    let used = ticks_while_out_of_descriptors(server.pid(), server.addr);
     eprintln!("stage 5 master out of descriptors: {used} CPU ticks in 1 s");
     assert!(used < 50, "the master used {used} ticks of CPU in 1 s");
-    drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     while normal_clients(server.addr, "/files/notes.txt", 1).count(200) != 1 {
         assert!(Instant::now() < deadline, "the server did not recover");

@@ -195,3 +195,35 @@ pub fn head_is_answered(addr: SocketAddr) -> bool {
     c.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     c.try_response(true).is_ok_and(|r| r.status == 200)
 }
+
+/// Opens more connections than a server started with `--max-fds 48` has
+/// descriptors for, holds them for one second, and returns the CPU ticks the
+/// server used meanwhile (spinning on `accept` would burn about 100). The
+/// connections are closed on return.
+pub fn ticks_while_out_of_descriptors(pid: u32, addr: SocketAddr) -> u64 {
+    let held: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    drop(held);
+    used
+}
+
+/// Starts `bin` with `extra_args` serving a root with a large `/big.bin`,
+/// stalls one download of it, and checks that another client is still
+/// answered meanwhile.
+pub fn slow_reader_does_not_block_others(bin: &str, extra_args: &[&str]) {
+    let root = BigFileRoot::create(&super::name_of(bin), 16 << 20);
+    let mut args = vec!["--root", root.arg(), "--access-log", "off"];
+    args.extend_from_slice(extra_args);
+    let server = super::ServerProcess::start(bin, &args);
+    // The slow reader's connection is now stalled on a full socket.
+    let slow = stalled_download(server.addr);
+    assert!(
+        head_is_answered(server.addr),
+        "another client was not served"
+    );
+    drop(slow);
+}

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::ServerProcess;
+use super::{ServerProcess, name_of};
 
 /// The flags this workplace's Chromium needs: no sandbox as root, no GPU,
 /// and none of the background traffic to the internet.
@@ -107,10 +107,4 @@ pub fn load_sample_site(bin: &str, extra_args: &[&str], artifacts: &Path) -> boo
     );
     let _ = std::fs::remove_dir_all(&dir);
     true
-}
-
-fn name_of(bin: &str) -> String {
-    Path::new(bin)
-        .file_name()
-        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
 }

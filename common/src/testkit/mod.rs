@@ -142,6 +142,13 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The file name of a binary path, for naming temporary folders.
+pub(crate) fn name_of(bin: &str) -> String {
+    Path::new(bin)
+        .file_name()
+        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Parses `listening on http://127.0.0.1:8080/` or `listening on 127.0.0.1:7878`.
 pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     let rest = line.trim_end().strip_prefix("listening on ")?;
