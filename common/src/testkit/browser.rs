@@ -1,8 +1,9 @@
 //! A real browser against a real stage: headless Chromium loads the bundled
 //! sample site and every resource must arrive with the right status.
 //!
-//! Runs when `chromium` is installed (Debian: `apt-get install chromium`)
-//! and says so and passes when it is not; the course documents the command.
+//! Needs `chromium` (Debian: `apt-get install chromium`, which `.ci/run`
+//! does): under `CI` a missing browser fails the test (see
+//! [`require_tool`](super::require_tool)); elsewhere it is a loud skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +33,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// answered 200, 206 or 304 — the video with 206 (a range). Screenshots go
 /// to `artifacts`. Returns false if Chromium is not installed.
 pub fn load_sample_site(bin: &str, extra_args: &[&str], artifacts: &Path) -> bool {
-    if Command::new("chromium").arg("--version").output().is_err() {
-        eprintln!("chromium is not installed: skipping the browser check");
+    if !super::require_tool(&["chromium", "--version"], "chromium", "the browser check") {
         return false;
     }
     let dir = std::env::temp_dir().join(format!("browser-{}-{}", std::process::id(), name_of(bin)));

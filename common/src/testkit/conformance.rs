@@ -1057,12 +1057,15 @@ fn access_log_lines(ctx: &Ctx) {
 }
 
 fn curl_agrees(ctx: &Ctx) {
+    if !super::require_tool(&["curl", "--version"], "curl", "the curl checks") {
+        return;
+    }
     let curl = |args: &[&str]| -> Option<String> {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--max-time", "10"])
             .args(args)
             .output()
-            .ok()?;
+            .expect("run curl");
         assert!(
             out.status.success(),
             "curl {args:?}: {}",
@@ -1072,10 +1075,7 @@ fn curl_agrees(ctx: &Ctx) {
     };
     let base = format!("http://{}", ctx.addr);
     let fmt = "%{http_code} %{content_type} %{size_download}";
-    let Some(out) = curl(&["-o", "/dev/null", "-w", fmt, &format!("{base}/")]) else {
-        eprintln!("curl is not installed: skipping the curl checks");
-        return;
-    };
+    let out = curl(&["-o", "/dev/null", "-w", fmt, &format!("{base}/")]).unwrap();
     let index_len = std::fs::metadata(ctx.root.join("index.html"))
         .unwrap()
         .len();
@@ -1170,20 +1170,21 @@ fn status_page(ctx: &Ctx) {
     assert_eq!(c.response(true).status, 200);
     assert_eq!(c.response(false).status, 405);
     drop(c);
-    // Prometheus's own checker, where it is installed (Debian: prometheus).
-    let mut child = match std::process::Command::new("promtool")
+    // Prometheus's own checker (Debian: prometheus, which .ci/run installs).
+    if !super::require_tool(
+        &["promtool", "--version"],
+        "prometheus",
+        "`promtool check metrics`",
+    ) {
+        return;
+    }
+    let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(_) => {
-            eprintln!("promtool is not installed: skipping `promtool check metrics`");
-            return;
-        }
-    };
+        .expect("run promtool");
     child.stdin.take().unwrap().write_all(&second.body).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(

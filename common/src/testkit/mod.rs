@@ -142,6 +142,53 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Whether a test that needs an outside tool may run. `probe` is the command
+/// line that shows the tool is there (`["chromium", "--version"]`); `package`
+/// is the Debian package that provides it.
+///
+/// - The tool runs: `true`.
+/// - It is missing and the `CI` environment variable is set: the test
+///   *fails*, naming the package, because `.ci/run` promised to install it
+///   and a skipped check would be a pass that means nothing.
+/// - It is missing on a developer's machine: a loud `SKIPPED` line on stderr
+///   and `false`; the caller returns without asserting anything.
+pub fn require_tool(probe: &[&str], package: &str, what: &str) -> bool {
+    let runs = Command::new(probe[0])
+        .args(&probe[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return true;
+    }
+    missing(
+        &format!(
+            "`{}` is not installed (Debian package `{package}`: apt-get install {package})",
+            probe[0]
+        ),
+        what,
+    )
+}
+
+/// Like [`require_tool`] for a test that needs root (the privilege drop):
+/// under `CI` not being root is a failure, elsewhere a loud skip.
+pub fn require_root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    missing("not running as root", what)
+}
+
+fn missing(reason: &str, what: &str) -> bool {
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}: {what} cannot run, and CI is set (.ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {reason}: {what} did not run (under CI=true this fails)");
+    false
+}
+
 /// The file name of a binary path, for naming temporary folders.
 pub(crate) fn name_of(bin: &str) -> String {
     Path::new(bin)
