@@ -14,7 +14,7 @@ use clap::ArgAction;
 use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS};
-use crate::http::{Site, StatusPage, StatusSource};
+use crate::http::{Freshness, Site, StatusPage, StatusSource};
 use crate::logging::{AccessLog, LogSettings, Logs};
 use crate::signals::Signals;
 use crate::stats::Counters;
@@ -55,6 +55,18 @@ pub struct HttpConfig {
     /// Answer the `/api/add?a=..&b=..` route.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub api: bool,
+
+    /// Let clients reuse a static file for SECS seconds without asking
+    /// again: `Cache-Control: max-age=SECS` and `Expires` (Date + SECS) on
+    /// its 200, 206 and 304 answers, as nginx's `expires`. Default: neither.
+    #[arg(long, value_name = "SECS")]
+    pub expires: Option<u32>,
+
+    /// Send `Cache-Control: VALUE` verbatim on static files' 200, 206 and
+    /// 304 answers (e.g. `"public, max-age=60, immutable"`); with
+    /// --expires it replaces the `max-age` header, and `Expires` stays.
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
 
     /// Seconds a client has to send a complete request head (then 408).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -261,6 +273,14 @@ impl HttpConfig {
         site.autoindex = self.autoindex;
         site.precompressed = self.precompressed;
         site.api = self.api;
+        if let Some(value) = &self.cache_control {
+            Freshness::check_cache_control(value)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
+        site.freshness = Freshness {
+            expires: self.expires,
+            cache_control: self.cache_control.clone(),
+        };
         site.status = match status {
             Some(source) if self.status_path != "off" && self.status_path.starts_with('/') => {
                 Some(StatusPage {

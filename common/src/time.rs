@@ -85,7 +85,7 @@ thread_local! {
 fn with_cached<R>(
     key: &'static std::thread::LocalKey<RefCell<Cached>>,
     format: fn(&mut String, u64),
-    f: impl FnOnce(&str) -> R,
+    f: impl FnOnce(&str, u64) -> R,
 ) -> R {
     let now = unix_now();
     key.with(|cell| {
@@ -97,7 +97,7 @@ fn with_cached<R>(
             format(&mut c.text, now);
             c.secs = now;
         }
-        f(&c.text)
+        f(&c.text, now)
     })
 }
 
@@ -128,13 +128,19 @@ fn write_log_date(out: &mut String, secs: u64) {
 /// Calls `f` with the current IMF-fixdate (`Sun, 22 Nov 2026 01:49:35 GMT`),
 /// formatted at most once a second per thread.
 pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    with_cached(&HTTP_DATE, write_http_date, |date, _| f(date))
+}
+
+/// Like [`with_http_date`], also giving the Unix time the date shows (so
+/// that a header computed from "now", `Expires`, agrees with `Date`).
+pub fn with_http_date_secs<R>(f: impl FnOnce(&str, u64) -> R) -> R {
     with_cached(&HTTP_DATE, write_http_date, f)
 }
 
 /// Calls `f` with the current access-log timestamp
 /// (`22/Nov/2026:01:49:35 +0000`), formatted at most once a second per thread.
 pub fn with_log_date<R>(f: impl FnOnce(&str) -> R) -> R {
-    with_cached(&LOG_DATE, write_log_date, f)
+    with_cached(&LOG_DATE, write_log_date, |date, _| f(date))
 }
 
 /// Formats seconds since the epoch as an IMF-fixdate.

@@ -13,9 +13,14 @@
 //!    limits ([`SMALL`]), so that the 414/431/413 paths are reachable with
 //!    the short inputs libFuzzer prefers (the default limits need 8–16 KiB).
 //!
+//! The same input is also fed, as a chunked request body, to
+//! `chunked::Decoder`, whole and in pieces.
+//!
 //! Properties (a failed `assert!` is a crash libFuzzer reports):
 //!
 //! - nothing panics;
+//! - the chunked decoder reaches the same outcome (the same end, or the same
+//!   error) however its input is split, and never uses more than it is given;
 //! - a complete head claims at least one byte and no more than it was given;
 //! - `Conn::next` never uses more bytes than it was given, and makes progress
 //!   whenever it answers and keeps the connection open;
@@ -35,6 +40,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
+use common::http::chunked;
 use common::http::parse::{self, Limits, Method, Status};
 use common::http::{Conn, Reply, Site, Step};
 use common::logging::AccessLog;
@@ -86,6 +92,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // The chunked-body decoder alone: split into pieces or whole, the input
+    // decodes to the same outcome (complete at the same byte, or the same
+    // error), and never claims more bytes than it was given.
+    // The body is what follows the first empty line, if there is one.
+    let body = find(data, b"\r\n\r\n").map_or(data, |i| &data[i + 4..]);
+    check_chunked(body);
+
     // 2. One read holding everything, default limits.
     drive(site(false), data, data.len().max(1), false);
 
@@ -110,8 +123,12 @@ fn drive(site: &Site, data: &[u8], chunk: usize, draining: bool) {
     // this bound is never reached unless `next` stops making progress.
     let max_rounds = 2 * data.len() + 8;
     for _ in 0..max_rounds {
-        // What the Conn is about to parse, if it is not skipping a body.
-        let head_request = !conn.skipping_body() && is_head_request(&input, &site.limits);
+        // Whether the next response answers a HEAD: the request the Conn
+        // is about to parse, or the one whose chunked body it is reading.
+        let head_request = match conn.pending_head() {
+            Some(head) => is_head_request(head, &site.limits),
+            None => !conn.skipping_body() && is_head_request(&input, &site.limits),
+        };
         // ANCHOR: drive
         let mut out = Vec::new();
         let (used, step) = conn.next(&input, site, draining, &mut out);
@@ -150,6 +167,37 @@ fn drive(site: &Site, data: &[u8], chunk: usize, draining: bool) {
         // ANCHOR_END: drive
     }
     panic!("Conn::next made no progress in {max_rounds} rounds");
+}
+
+/// Feeds `data` to a chunked-body decoder whole, then in pieces of 1–8
+/// bytes, and compares.
+fn check_chunked(data: &[u8]) {
+    let whole = chunked::Decoder::new(SMALL.max_body, SMALL.max_head).feed(data);
+    if let Ok((used, _)) = whole {
+        assert!(used <= data.len(), "the decoder used more than it was given");
+    }
+    let mut d = chunked::Decoder::new(SMALL.max_body, SMALL.max_head);
+    let step = usize::from(data.first().copied().unwrap_or(0) % 8) + 1;
+    let mut used = 0;
+    let mut split = Ok((0, false));
+    for piece in data.chunks(step) {
+        match d.feed(piece) {
+            Ok((n, true)) => {
+                split = Ok((used + n, true));
+                break;
+            }
+            Ok((n, false)) => {
+                assert_eq!(n, piece.len(), "a partial body uses all its input");
+                used += n;
+                split = Ok((used, false));
+            }
+            Err(e) => {
+                split = Err(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(whole, split, "splitting changed the outcome");
 }
 
 /// Whether `input` starts with a complete HEAD request head.

@@ -12,3 +12,19 @@ fn chromium_loads_the_sample_site() {
         &artifacts,
     );
 }
+
+/// A page loaded twice in one browser profile: without caching headers the
+/// second load revalidates every resource (304s); with `--expires 600` it
+/// sends no request at all. The stage 2 chapter quotes this run.
+#[test]
+fn second_load_is_served_from_the_browser_cache() {
+    let runs = common::testkit::browser::second_load_from_cache(
+        env!("CARGO_BIN_EXE_stage3-threadpool"),
+        &["--threads", "8"],
+    );
+    if let Some(runs) = runs {
+        for run in runs {
+            eprintln!("{run:#?}");
+        }
+    }
+}

@@ -22,6 +22,7 @@
 
 use std::net::IpAddr;
 
+use super::chunked::Decoder;
 use super::parse::{self, BodyFraming, Request, Status};
 use super::response::Persist;
 use super::site::{Reply, Site, error, respond, status_page};
@@ -46,13 +47,29 @@ pub enum Step {
 pub struct Conn {
     /// The client's address, for the access log.
     peer: IpAddr,
-    /// Request-body bytes still to be read and discarded.
+    /// Request-body bytes still to be read and discarded (a
+    /// `Content-Length` body whose request was already answered).
     skip: u64,
+    /// A request with a chunked body that is being read. It is answered
+    /// once the body has ended, so that a malformed or oversized body gets
+    /// its `400`/`413` instead of a second response. Boxed: rare, and an
+    /// idle connection should not pay for it.
+    chunked: Option<Box<Pending>>,
     /// A response with `Connection: close` has been produced: whatever the
     /// client sends next is ignored.
     closing: bool,
     /// Requests answered on this connection.
     served: u64,
+}
+
+/// A request head waiting for the end of its chunked body.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// A copy of the head (the input buffer moves on while the body is
+    /// decoded); it is parsed again, cheaply, when the body ends.
+    head: Box<[u8]>,
+    /// Where the body is.
+    body: Decoder,
 }
 
 impl Conn {
@@ -61,6 +78,7 @@ impl Conn {
         Conn {
             peer,
             skip: 0,
+            chunked: None,
             closing: false,
             served: 0,
         }
@@ -76,9 +94,17 @@ impl Conn {
         self.closing
     }
 
-    /// True while request-body bytes are still expected.
+    /// True while request-body bytes are still expected (a request has
+    /// begun: the stage waits with the header timeout, not the keep-alive
+    /// one).
     pub fn skipping_body(&self) -> bool {
-        self.skip > 0
+        self.skip > 0 || self.chunked.is_some()
+    }
+
+    /// The head of the request whose chunked body is being read, if any
+    /// (it is answered when the body ends).
+    pub fn pending_head(&self) -> Option<&[u8]> {
+        self.chunked.as_deref().map(|p| &p.head[..])
     }
 
     // ANCHOR: conn_next
@@ -105,13 +131,14 @@ impl Conn {
                 return (used, Step::NeedInput);
             }
         }
+        if self.chunked.is_some() {
+            return self.read_chunked(input, used, site, draining, out);
+        }
         let buf = &input[used..];
         match parse::parse(buf, &site.limits) {
             Ok(Status::Partial) => (used, Step::NeedInput),
             Err(e) => {
-                self.closing = true;
-                let reply = error(site, e.status(), Persist::Close, false, out);
-                self.log(site, first_line(buf), None, &reply);
+                let reply = self.fail(site, e.status(), first_line(buf), out);
                 (input.len(), Step::Respond(reply))
             }
             Ok(Status::Complete(req)) => {
@@ -129,37 +156,104 @@ impl Conn {
                             keep_alive = false;
                         }
                     }
-                    // Chunked bodies are not decoded: answer and close, so
-                    // the body is never read as a request.
-                    BodyFraming::Chunked => keep_alive = false,
-                }
-                let reply = match &site.status {
-                    // The status page is answered to loopback clients only,
-                    // unless configured otherwise; to others it does not exist.
-                    Some(page)
-                        if req.path == page.path
-                            && (page.allow_remote || self.peer.is_loopback()) =>
-                    {
-                        status_page(&req, site, page, keep_alive, out)
+                    // The same for a chunked body that has not begun.
+                    BodyFraming::Chunked if req.expect_continue && after_head == 0 => {
+                        keep_alive = false;
                     }
-                    _ => respond(&req, site, keep_alive, out),
-                };
-                self.log(site, first_line(buf), Some(&req), &reply);
-                self.served += 1;
-                if !reply.keep_alive {
-                    self.closing = true;
+                    // Otherwise the body is read first and the request
+                    // answered when it ends.
+                    BodyFraming::Chunked => {
+                        self.chunked = Some(Box::new(Pending {
+                            head: buf[..req.head_len].into(),
+                            body: Decoder::new(site.limits.max_body, site.limits.max_head),
+                        }));
+                        return self.read_chunked(input, used + req.head_len, site, draining, out);
+                    }
                 }
+                let reply = self.answer(&req, site, keep_alive, first_line(buf), out);
                 (used + consumed as usize, Step::Respond(reply))
                 // ANCHOR_END: conn_next
             }
         }
     }
 
+    /// Feeds `input[used..]` to the pending chunked body; once it ends,
+    /// answers the request it belongs to.
+    fn read_chunked(
+        &mut self,
+        input: &[u8],
+        used: usize,
+        site: &Site,
+        draining: bool,
+        out: &mut Vec<u8>,
+    ) -> (usize, Step) {
+        let Some(mut pending) = self.chunked.take() else {
+            return (used, Step::NeedInput);
+        };
+        match pending.body.feed(&input[used..]) {
+            Ok((n, false)) => {
+                self.chunked = Some(pending);
+                (used + n, Step::NeedInput)
+            }
+            Err(e) => {
+                let reply = self.fail(site, e.status(), first_line(&pending.head), out);
+                (input.len(), Step::Respond(reply))
+            }
+            Ok((n, true)) => {
+                // The head parsed before it was copied, so it parses again.
+                let reply = match parse::parse(&pending.head, &site.limits) {
+                    Ok(Status::Complete(req)) => {
+                        let keep_alive = req.wants_keep_alive() && !draining;
+                        self.answer(&req, site, keep_alive, first_line(&pending.head), out)
+                    }
+                    _ => self.fail(site, 500, first_line(&pending.head), out),
+                };
+                (used + n, Step::Respond(reply))
+            }
+        }
+    }
+
+    /// Answers a complete request (and its body, if any, is behind it).
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        site: &Site,
+        keep_alive: bool,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let reply = match &site.status {
+            // The status page is answered to loopback clients only,
+            // unless configured otherwise; to others it does not exist.
+            Some(page)
+                if req.path == page.path && (page.allow_remote || self.peer.is_loopback()) =>
+            {
+                status_page(req, site, page, keep_alive, out)
+            }
+            _ => respond(req, site, keep_alive, out),
+        };
+        self.log(site, line, Some(req), &reply);
+        self.served += 1;
+        if !reply.keep_alive {
+            self.closing = true;
+        }
+        reply
+    }
+
+    /// Answers an error that ends the connection (the request, or its
+    /// body, can never be read correctly).
+    fn fail(&mut self, site: &Site, status: u16, line: &[u8], out: &mut Vec<u8>) -> Reply {
+        self.closing = true;
+        let reply = error(site, status, Persist::Close, false, out);
+        self.log(site, line, None, &reply);
+        reply
+    }
+
     /// The header-read timeout fired with `input` still unparsed: if a
     /// request had begun, answer `408` (and close); otherwise close quietly.
     pub fn timeout(&mut self, input: &[u8], site: &Site, out: &mut Vec<u8>) -> Option<Reply> {
-        let begun =
-            !self.closing && self.skip == 0 && input.iter().any(|&b| b != b'\r' && b != b'\n');
+        let begun = self.chunked.take().is_some()
+            || (!self.closing && self.skip == 0 && input.iter().any(|&b| b != b'\r' && b != b'\n'));
         self.closing = true;
         if !begun {
             return None;
@@ -214,4 +308,154 @@ fn first_line(buf: &[u8]) -> &[u8] {
         .min(1024);
     let line = &rest[..end];
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::logging::AccessLog;
+
+    /// A document root with one file, removed on drop.
+    struct Root(PathBuf);
+
+    impl Root {
+        fn new(name: &str) -> (Root, Site) {
+            let dir = std::env::temp_dir().join(format!(
+                "conn-{}-{name}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("a.txt"), "aaaa").unwrap();
+            let mut site = Site::new(&dir, "test", None, AccessLog::disabled()).unwrap();
+            site.limits.max_body = 100;
+            (Root(dir), site)
+        }
+    }
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Feeds `pieces` one after another, as separate reads, and returns the
+    /// status codes answered and whether the connection stayed open.
+    fn drive(site: &Site, pieces: &[&[u8]]) -> (Vec<u16>, bool) {
+        let mut conn = Conn::new("127.0.0.1".parse().unwrap());
+        let mut input = Vec::new();
+        let mut statuses = Vec::new();
+        for piece in pieces {
+            input.extend_from_slice(piece);
+            loop {
+                let mut out = Vec::new();
+                let (used, step) = conn.next(&input, site, false, &mut out);
+                assert!(used <= input.len());
+                input.drain(..used);
+                match step {
+                    Step::Respond(reply) => statuses.push(reply.status),
+                    Step::NeedInput => break,
+                    Step::Close => return (statuses, false),
+                }
+            }
+        }
+        (statuses, !conn.closing())
+    }
+
+    const POST: &[u8] = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
+    const NEXT: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    #[test]
+    fn a_chunked_body_is_decoded_and_the_next_request_answered() {
+        let (_root, site) = Root::new("next");
+        let whole = [POST, NEXT].concat();
+        assert_eq!(drive(&site, &[&whole]), (vec![405, 200], true));
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_answers() {
+        let (_root, site) = Root::new("splits");
+        let whole = [POST, NEXT].concat();
+        for cut in 0..=whole.len() {
+            let (a, b) = whole.split_at(cut);
+            assert_eq!(
+                drive(&site, &[a, b]),
+                (vec![405, 200], true),
+                "cut at {cut}"
+            );
+        }
+        // And one byte at a time.
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(drive(&site, &bytes), (vec![405, 200], true));
+    }
+
+    #[test]
+    fn the_request_is_answered_only_when_its_body_ends() {
+        let (_root, site) = Root::new("wait");
+        let head_and_part = &POST[..POST.len() - 4];
+        assert_eq!(drive(&site, &[head_and_part]), (vec![], true));
+    }
+
+    #[test]
+    fn bad_and_oversized_bodies_get_400_and_413_then_close() {
+        let (_root, site) = Root::new("bad");
+        let head = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (body, status) in [
+            (&b"x\r\n"[..], 400),
+            (b"3\r\nabcd", 400),
+            (b"3\nabc\r\n", 400),
+            (b"65\r\n", 413),
+            (b"32\r\n", 0),
+        ] {
+            let input = [&head[..], body, NEXT].concat();
+            let (statuses, open) = drive(&site, &[&input]);
+            if status == 0 {
+                // 0x32 = 50 bytes is within the limit: still reading the body.
+                assert_eq!((statuses, open), (vec![], true));
+            } else {
+                assert_eq!((statuses, open), (vec![status], false), "{body:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_request_with_a_chunked_body_gets_no_body() {
+        let (_root, site) = Root::new("head");
+        let mut conn = Conn::new("127.0.0.1".parse().unwrap());
+        let input =
+            b"HEAD /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let mut out = Vec::new();
+        let (used, step) = conn.next(input, &site, false, &mut out);
+        assert_eq!(used, input.len());
+        let Step::Respond(reply) = step else {
+            panic!("expected a response, got {step:?}");
+        };
+        assert_eq!((reply.status, reply.body_len), (200, 0));
+        assert!(reply.file.is_none() && out.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_timeout_inside_a_chunked_body_is_a_408() {
+        let (_root, site) = Root::new("timeout");
+        let mut conn = Conn::new("127.0.0.1".parse().unwrap());
+        let mut out = Vec::new();
+        let (used, step) = conn.next(&POST[..70], &site, false, &mut out);
+        assert!(matches!(step, Step::NeedInput));
+        assert_eq!(used, 70, "the head and the body so far are consumed");
+        assert!(conn.skipping_body() && conn.pending_head().is_some());
+        let reply = conn.timeout(&[], &site, &mut out).expect("a 408");
+        assert_eq!(reply.status, 408);
+        assert!(conn.closing() && !conn.skipping_body());
+    }
+
+    #[test]
+    fn expect_continue_with_no_body_yet_is_answered_and_closed() {
+        let (_root, site) = Root::new("expect");
+        let input = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(drive(&site, &[input]), (vec![405], false));
+    }
 }

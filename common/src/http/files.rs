@@ -125,8 +125,9 @@ fn resolve(site: &Site, raw: &str) -> Resolved {
         }
         return Resolved::Refused(PathError::Forbidden);
     }
-    if !meta.is_file() {
+    if !meta.is_file() || path::names_directory(raw) {
         // FIFOs, sockets and devices are never opened: a FIFO would block.
+        // A file is not a directory: `/page.html/` is not found.
         return refused(PathError::NotFound, joined, probe);
     }
     let entry = file_entry(site, canonical, &meta);
@@ -584,6 +585,7 @@ fn serve_file(
         let mut h = HeadWriter::new(out, 304, &site.server);
         h.header("Last-Modified", v.last_modified())
             .header("ETag", v.etag());
+        site.freshness.write(&mut h);
         if vary {
             h.header("Vary", "Accept-Encoding");
         }
@@ -606,8 +608,9 @@ fn serve_file(
     };
     let common_headers = |h: &mut HeadWriter<'_>| {
         h.header("Last-Modified", v.last_modified())
-            .header("ETag", v.etag())
-            .header("Accept-Ranges", "bytes");
+            .header("ETag", v.etag());
+        site.freshness.write(h);
+        h.header("Accept-Ranges", "bytes");
     };
     let tail_headers = |h: &mut HeadWriter<'_>| {
         if let Some(c) = coding {

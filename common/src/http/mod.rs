@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`parse`]: `httparse` plus limits and RFC 9112 framing rules.
+//! - [`chunked`]: finding the end of a chunked request body, incrementally.
 //! - [`conn`]: the per-connection state machine every stage drives.
 //! - [`site`]: the [`Site`] and [`respond`], the request handler.
 //! - [`files`]: static files, directory listings, validators, ranges.
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod chunked;
 pub mod conn;
 pub mod files;
 pub mod parse;
@@ -20,7 +22,7 @@ pub mod response;
 pub mod site;
 
 pub use conn::{Conn, Step};
-pub use site::{FileRegion, Reply, Site, StatusPage, StatusSource, respond};
+pub use site::{FileRegion, Freshness, Reply, Site, StatusPage, StatusSource, respond};
 
 /// The HTTP versions this server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

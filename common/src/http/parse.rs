@@ -118,9 +118,9 @@ pub enum Method {
 pub enum BodyFraming {
     /// `Content-Length: n` (no header means 0).
     Length(u64),
-    /// `Transfer-Encoding: …, chunked`. The server does not decode it: it
-    /// answers and closes the connection, so the body is never mistaken for
-    /// the next request.
+    /// `Transfer-Encoding: …, chunked`. [`Conn`](super::Conn) decodes it
+    /// with [`chunked::Decoder`](super::chunked::Decoder) before answering,
+    /// so that the next pipelined request starts at the right byte.
     Chunked,
 }
 

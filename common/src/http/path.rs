@@ -89,6 +89,17 @@ pub fn normalize(raw: &str) -> Result<PathBuf, PathError> {
     // ANCHOR_END: normalize
 }
 
+/// Whether a raw request path names a directory: its last segment is empty
+/// (a trailing slash), `.` or `..` (after percent-decoding), so that after
+/// dot-segment removal it ends in a slash. Such a path never names a file:
+/// `/page.html/` is a 404, as in nginx and Apache (serving the file there
+/// would break every relative link on the page).
+pub fn names_directory(raw: &str) -> bool {
+    let last = raw.rsplit('/').next().unwrap_or(raw);
+    let last: Vec<u8> = percent_encoding::percent_decode_str(last).collect();
+    matches!(&last[..], b"" | b"." | b"..")
+}
+
 /// Resolves a raw request path under `root` (which must be canonical) to the
 /// canonical path of an existing file or directory inside it.
 pub fn resolve(root: &Path, raw: &str) -> Result<PathBuf, PathError> {
@@ -144,6 +155,24 @@ mod tests {
         bad("/a%2Fb");
         bad("/a%00.html");
         bad("/..%5c..%5cwindows");
+    }
+
+    #[test]
+    fn paths_that_name_directories() {
+        for raw in [
+            "/",
+            "/a/",
+            "/a/.",
+            "/a/..",
+            "/a/%2e",
+            "/a/%2E%2e",
+            "/a.html/",
+        ] {
+            assert!(names_directory(raw), "{raw}");
+        }
+        for raw in ["/a", "/a.html", "/a/.b", "/a/..b", "/a/%2e%2e%2e"] {
+            assert!(!names_directory(raw), "{raw}");
+        }
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl Persist {
 #[derive(Debug)]
 pub struct HeadWriter<'o> {
     out: &'o mut Vec<u8>,
+    /// The Unix time the `Date` header shows.
+    date: u64,
 }
 
 impl<'o> HeadWriter<'o> {
@@ -82,12 +84,18 @@ impl<'o> HeadWriter<'o> {
             "HTTP/1.1 {status} {}\r\nServer: {server}\r\n",
             reason(status)
         );
-        crate::time::with_http_date(|date| {
+        let date = crate::time::with_http_date_secs(|date, secs| {
             out.extend_from_slice(b"Date: ");
             out.extend_from_slice(date.as_bytes());
             out.extend_from_slice(b"\r\n");
+            secs
         });
-        HeadWriter { out }
+        HeadWriter { out, date }
+    }
+
+    /// The Unix time the `Date` header of this response shows.
+    pub fn date_secs(&self) -> u64 {
+        self.date
     }
 
     /// Adds one header line.

@@ -75,6 +75,8 @@ pub struct Site {
     pub precompressed: bool,
     /// Answer `/api/add`.
     pub api: bool,
+    /// The caching headers static files get (`--expires`, `--cache-control`).
+    pub freshness: Freshness,
     /// The custom error pages (status → HTML), loaded at start-up.
     error_pages: HashMap<u16, Vec<u8>>,
     /// Where access-log lines go (possibly nowhere).
@@ -83,6 +85,55 @@ pub struct Site {
     pub status: Option<StatusPage>,
     /// Where responses are counted (and the stage counts connections).
     pub counters: &'static crate::stats::Counters,
+}
+
+/// How long a client may reuse a static file without asking again: what
+/// nginx's `expires` and `add_header Cache-Control` do. The default is
+/// neither (as in nginx): clients then revalidate with the `ETag` or
+/// `Last-Modified` they were given, or guess a freshness of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// `--expires SECS`: `Expires` is the response's `Date` plus this, and
+    /// `Cache-Control` is `max-age=SECS` (unless `cache_control` is set).
+    pub expires: Option<u32>,
+    /// `--cache-control VALUE`: the `Cache-Control` header, verbatim.
+    pub cache_control: Option<String>,
+}
+
+impl Freshness {
+    /// Writes `Expires` and `Cache-Control`, as configured, into a file's
+    /// 200, 206 or 304 head (listings, redirects and errors never get them).
+    pub fn write(&self, h: &mut HeadWriter<'_>) {
+        if let Some(secs) = self.expires {
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(h.date_secs() + u64::from(secs));
+            h.header("Expires", httpdate::HttpDate::from(at));
+        }
+        match (&self.cache_control, self.expires) {
+            (Some(value), _) => {
+                h.header("Cache-Control", value);
+            }
+            (None, Some(secs)) => {
+                h.header("Cache-Control", format_args!("max-age={secs}"));
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Checks a `--cache-control` value: printable ASCII only, so that it
+    /// cannot end the header line or smuggle another header in.
+    pub fn check_cache_control(value: &str) -> Result<(), String> {
+        if value.is_empty()
+            || !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err(format!(
+                "--cache-control {value:?}: expected a non-empty header value of printable ASCII"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The file name looked up in a directory before listing it.
@@ -107,6 +158,7 @@ impl Site {
             autoindex: true,
             precompressed: true,
             api: true,
+            freshness: Freshness::default(),
             error_pages: HashMap::new(),
             access_log,
             status: None,
@@ -267,5 +319,49 @@ pub fn status_page(
         body_len: if head_only { 0 } else { body.len() as u64 },
         file: None,
         keep_alive: persist.keep_alive(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with(f: &Freshness) -> String {
+        let mut out = Vec::new();
+        let mut h = HeadWriter::new(&mut out, 200, "t");
+        f.write(&mut h);
+        h.finish(Persist::KeepAlive11);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn freshness_headers() {
+        assert!(!head_with(&Freshness::default()).contains("Cache-Control"));
+        let text = head_with(&Freshness {
+            expires: Some(3600),
+            cache_control: None,
+        });
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_string)
+        };
+        let date = crate::time::parse_http_date(&field("Date: ").unwrap()).unwrap();
+        let expires = crate::time::parse_http_date(&field("Expires: ").unwrap()).unwrap();
+        assert_eq!(expires, date + 3600);
+        assert_eq!(field("Cache-Control: ").as_deref(), Some("max-age=3600"));
+        let text = head_with(&Freshness {
+            expires: None,
+            cache_control: Some("no-store".into()),
+        });
+        assert!(text.contains("\r\nCache-Control: no-store\r\n") && !text.contains("Expires"));
+    }
+
+    #[test]
+    fn a_cache_control_value_cannot_inject_a_header() {
+        assert!(Freshness::check_cache_control("public, max-age=60").is_ok());
+        for bad in ["", "a\r\nSet-Cookie: x", "a\nb", "caf\u{e9}"] {
+            assert!(Freshness::check_cache_control(bad).is_err(), "{bad:?}");
+        }
     }
 }

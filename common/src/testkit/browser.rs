@@ -108,3 +108,151 @@ pub fn load_sample_site(bin: &str, extra_args: &[&str], artifacts: &Path) -> boo
     let _ = std::fs::remove_dir_all(&dir);
     true
 }
+
+/// The page the caching check loads twice: after `load`, its script lists
+/// what the Resource Timing API says each resource cost on the wire
+/// (`transferSize`: 0 when the browser answered from its own cache).
+const CACHE_PAGE: &str = r#"<!DOCTYPE html>
+<html><head><title>cache check</title><link rel="stylesheet" href="style.css"><script src="app.js"></script></head>
+<body><pre id="out">pending</pre>
+<script>
+window.addEventListener('load', function () {
+  var nav = performance.getEntriesByType('navigation')[0];
+  var all = [nav].concat(performance.getEntriesByType('resource'));
+  document.getElementById('out').textContent = all.map(function (e) {
+    return e.name.replace(location.origin, '') + ' ' + e.transferSize;
+  }).join('\n');
+});
+</script></body></html>
+"#;
+
+/// What one mode of [`second_load_from_cache`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRun {
+    /// The server's flags beyond the defaults (`--expires 600`, or none).
+    pub flags: Vec<String>,
+    /// `path transferSize` per resource, as the page reported on its second
+    /// load.
+    pub second_load: Vec<String>,
+    /// `METHOD path status` for every request the server logged, in order,
+    /// over both loads (`/favicon.ico`, which Chromium asks for on its own,
+    /// left out).
+    pub requests: Vec<String>,
+}
+
+/// Loads a page (HTML, a style sheet, a script) twice in one Chromium
+/// profile: first from a server with default flags, then from one with
+/// `--expires 600`. Without caching headers the second load revalidates
+/// every resource (`304`, a few hundred bytes each); with them it sends no
+/// request at all (`transferSize` 0, nothing in the access log). Returns
+/// both runs, or `None` if Chromium is missing on a developer's machine.
+pub fn second_load_from_cache(bin: &str, extra_args: &[&str]) -> Option<[CacheRun; 2]> {
+    if !super::require_tool(
+        &["chromium", "--version"],
+        "chromium",
+        "the browser cache check",
+    ) {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("cache-{}-{}", std::process::id(), name_of(bin)));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // Fresh files: a browser's own heuristic (a tenth of the time since
+    // Last-Modified) then gives them no freshness, so without caching
+    // headers it must revalidate.
+    std::fs::write(root.join("index.html"), CACHE_PAGE).unwrap();
+    std::fs::write(root.join("style.css"), "body { color: #123; }\n").unwrap();
+    std::fs::write(root.join("app.js"), "var loaded = true;\n").unwrap();
+    let runs = [&[][..], &["--expires", "600"][..]].map(|flags: &[&str]| {
+        let log = dir.join(format!("access{}.log", flags.len()));
+        let mut args = vec![
+            "--root",
+            root.to_str().unwrap(),
+            "--access-log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra_args);
+        args.extend_from_slice(flags);
+        let mut server = ServerProcess::start(bin, &args);
+        let profile = dir.join(format!("profile{}", flags.len()));
+        let mut second_load = Vec::new();
+        for _ in 0..2 {
+            let out = Command::new("chromium")
+                .args(CHROMIUM_FLAGS)
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("--dump-dom")
+                .arg(format!("http://{}/", server.addr))
+                .output()
+                .expect("run chromium");
+            let dom = String::from_utf8_lossy(&out.stdout);
+            let report = dom
+                .split_once("<pre id=\"out\">")
+                .and_then(|(_, rest)| rest.split_once("</pre>"))
+                .map(|(report, _)| report.to_string())
+                .unwrap_or_default();
+            assert!(
+                report.starts_with("/ "),
+                "the cache page's script did not report (flags {flags:?}):\n{dom}"
+            );
+            second_load = report.lines().map(str::to_string).collect();
+        }
+        assert!(server.terminate().success());
+        let requests = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                // `... "GET /style.css HTTP/1.1" 304 - ...`
+                let mut quoted = line.split('"');
+                let request = quoted.nth(1)?;
+                let status = quoted.next()?.split_whitespace().next()?;
+                let mut words = request.split(' ');
+                let (method, path) = (words.next()?, words.next()?);
+                (path != "/favicon.ico").then(|| format!("{method} {path} {status}"))
+            })
+            .collect();
+        CacheRun {
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            second_load,
+            requests,
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let [plain, cached] = &runs;
+    let sorted = |lines: &[String]| {
+        let mut v = lines.to_vec();
+        v.sort();
+        v
+    };
+    let expect = |statuses: &[&str]| {
+        let mut v: Vec<String> = statuses
+            .iter()
+            .flat_map(|s| ["/", "/style.css", "/app.js"].map(|p| format!("GET {p} {s}")))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(&plain.requests),
+        expect(&["200", "304"]),
+        "without caching headers the second load must revalidate with 304s"
+    );
+    assert_eq!(
+        sorted(&cached.requests),
+        expect(&["200"]),
+        "with --expires the second load must not reach the server"
+    );
+    for line in &cached.second_load {
+        assert!(
+            line.ends_with(" 0"),
+            "with --expires every resource must come from the browser's cache: {line}"
+        );
+    }
+    for line in &plain.second_load {
+        assert!(
+            !line.ends_with(" 0"),
+            "without caching headers a revalidation costs bytes: {line}"
+        );
+    }
+    Some(runs)
+}

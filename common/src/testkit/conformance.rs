@@ -38,6 +38,31 @@ pub struct Ctx {
     pub root: PathBuf,
     /// The access log file it writes.
     pub access_log: PathBuf,
+    /// The binary under test and the arguments it was started with, for
+    /// checks that need a second instance with other flags.
+    pub bin: String,
+    /// See `bin`.
+    pub args: Vec<String>,
+}
+
+impl Ctx {
+    /// Starts a second instance of the server under test, on the same
+    /// fixture, with `extra` flags added and no access log (the caller
+    /// stops it).
+    pub fn start_variant(&self, extra: &[&str]) -> ServerProcess {
+        let mut args: Vec<&str> = Vec::new();
+        let mut given = self.args.iter().map(String::as_str);
+        while let Some(a) = given.next() {
+            if a == "--access-log" {
+                given.next();
+            } else {
+                args.push(a);
+            }
+        }
+        args.extend_from_slice(&["--access-log", "off"]);
+        args.extend_from_slice(extra);
+        ServerProcess::start(&self.bin, &args)
+    }
 }
 
 /// The secret just outside the root; no response may ever contain it.
@@ -71,8 +96,20 @@ pub const CHECKS: &[Check] = &[
         body_split_across_writes_is_skipped,
     ),
     (
-        "chunked_body_answered_then_closed",
-        chunked_body_answered_then_closed,
+        "chunked_body_then_pipelined_get",
+        chunked_body_then_pipelined_get,
+    ),
+    (
+        "chunked_body_split_at_every_byte",
+        chunked_body_split_at_every_byte,
+    ),
+    (
+        "chunked_body_too_large_gets_413",
+        chunked_body_too_large_gets_413,
+    ),
+    (
+        "chunked_body_malformed_gets_400",
+        chunked_body_malformed_gets_400,
     ),
     (
         "framing_attacks_get_400_and_close",
@@ -89,8 +126,24 @@ pub const CHECKS: &[Check] = &[
         "directories_redirect_index_and_list",
         directories_redirect_index_and_list,
     ),
+    (
+        "file_followed_by_slash_is_404",
+        file_followed_by_slash_is_404,
+    ),
     ("mime_types", mime_types),
     ("conditional_requests", conditional_requests),
+    (
+        "no_caching_headers_by_default",
+        no_caching_headers_by_default,
+    ),
+    (
+        "expires_sets_max_age_and_expires",
+        expires_sets_max_age_and_expires,
+    ),
+    (
+        "cache_control_is_sent_verbatim",
+        cache_control_is_sent_verbatim,
+    ),
     ("ranges", ranges),
     ("precompressed_siblings", precompressed_siblings),
     ("error_pages", error_pages),
@@ -137,6 +190,8 @@ pub fn run_suite(bin: &str, extra_args: &[&str]) {
         addr: server.addr,
         root: fixture.root.clone(),
         access_log: log,
+        bin: bin.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
     };
     let mut failures = Vec::new();
     for (name, check) in CHECKS {
@@ -380,13 +435,104 @@ fn body_split_across_writes_is_skipped(ctx: &Ctx) {
     assert_eq!(c.response(false).body, RANGE_TXT.as_bytes());
 }
 
-fn chunked_body_answered_then_closed(ctx: &Ctx) {
+/// A chunked request body (RFC 9112 7.1), with an extension and a trailer.
+const CHUNKED_POST: &str = "POST /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+    5;note=x\r\nhello\r\nB\r\n, chunked!!\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+fn chunked_body_then_pipelined_get(ctx: &Ctx) {
+    // The body is decoded, so the request behind it is found and answered
+    // on the same connection (the response to the POST keeps it open).
     let mut c = Client::connect(ctx.addr);
-    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(CHUNKED_POST.as_bytes());
+    c.send(b"GET /range.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.response(false);
-    assert_eq!(r.status, 405);
+    assert_eq!(r.status, 405, "{r:?}");
+    assert_eq!(
+        r.header("Connection"),
+        None,
+        "the connection must stay open"
+    );
+    let r = c.response(false);
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (200, RANGE_TXT.as_bytes()),
+        "the request after a chunked body"
+    );
+    // A chunked body on a GET is read and ignored, like a Content-Length one.
+    c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nGET\r\n0\r\n\r\n");
+    c.send(b"GET /data.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response(false).body, b"body { color: #123; }\n");
+    assert_eq!(c.response(false).body, b"{\"fixture\": true}\n");
+    assert!(c.closed());
+}
+
+fn chunked_body_split_at_every_byte(ctx: &Ctx) {
+    // Each split point of the body goes out as two segments (Nagle is off),
+    // so the server sees the body end in a later read than it began.
+    let head_len = CHUNKED_POST.find("\r\n\r\n").unwrap() + 4;
+    let next = "GET /range.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let whole = format!("{CHUNKED_POST}{next}");
+    for cut in head_len..CHUNKED_POST.len() + 1 {
+        let mut c = Client::connect(ctx.addr);
+        c.send(&whole.as_bytes()[..cut]);
+        c.send(&whole.as_bytes()[cut..]);
+        let r = c.response(false);
+        assert_eq!(r.status, 405, "split at byte {cut}: {r:?}");
+        let r = c.response(false);
+        assert_eq!(r.body, RANGE_TXT.as_bytes(), "split at byte {cut}");
+        assert!(c.closed(), "split at byte {cut}");
+    }
+}
+
+fn chunked_body_too_large_gets_413(ctx: &Ctx) {
+    // The limit (--max-body, 1 MiB by default) counts decoded bytes: one
+    // chunk that is too large, and chunks that only together are.
+    let one = "GET /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n";
+    let mut c = Client::connect(ctx.addr);
+    c.send(one.as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 413, "{r:?}");
     assert_eq!(r.header("Connection"), Some("close"));
-    assert!(c.closed(), "a chunked body must not be read as requests");
+    assert!(c.closed());
+    // Closed on our side too, so that a sequential server is not left
+    // lingering on it.
+    drop(c);
+
+    let mut c = Client::connect(ctx.addr);
+    c.send(b"GET /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n80000\r\n");
+    c.send(&vec![b'x'; 0x80000]);
+    c.send(b"\r\n80000\r\n");
+    c.send(&vec![b'y'; 0x80000]);
+    c.send(b"\r\n1\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 413, "2 x 512 KiB + 1 byte: {r:?}");
+    assert!(c.closed());
+}
+
+fn chunked_body_malformed_gets_400(ctx: &Ctx) {
+    for body in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",
+        "fffffffffffffffff\r\n",
+        "5\nhello\r\n0\r\n\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+        "3\r\nhello\r\n0\r\n\r\n",
+        "\r\n\r\n",
+        "5;a\x01b\r\nhello\r\n0\r\n\r\n",
+        "0\r\nX-Trailer: 1\n\r\n",
+    ] {
+        let mut c = Client::connect(ctx.addr);
+        let raw = format!(
+            "GET /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        c.send(raw.as_bytes());
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response(false);
+        assert_eq!(r.status, 400, "body {body:?}: {r:?}");
+        assert_eq!(r.header("Connection"), Some("close"), "body {body:?}");
+        assert!(c.closed(), "body {body:?}: the connection must close");
+    }
 }
 
 fn framing_attacks_get_400_and_close(ctx: &Ctx) {
@@ -406,6 +552,24 @@ fn framing_attacks_get_400_and_close(ctx: &Ctx) {
         assert_eq!(r.header("Connection"), Some("close"), "{raw:?}");
         assert!(c.closed(), "{raw:?}: the connection must close");
     }
+}
+
+fn file_followed_by_slash_is_404(ctx: &Ctx) {
+    // A file is not a directory: serving it under a trailing slash would
+    // break every relative link on the page (nginx and Apache say 404).
+    for path in [
+        "/style.css/",
+        "/dir/index.html/",
+        "/style.css/.",
+        "/style.css/%2e",
+        "/list/b.txt/",
+        "/link-in.txt/",
+    ] {
+        let r = assert_status(ctx, &req(path), 404);
+        assert_eq!(r.body, PAGE_404.as_bytes(), "{path}");
+    }
+    assert_status(ctx, &req("/dir/"), 200);
+    assert_status(ctx, &req("/style.css"), 200);
 }
 
 fn malformed_heads_get_400(ctx: &Ctx) {
@@ -619,6 +783,66 @@ fn conditional_requests(ctx: &Ctx) {
         format!("HEAD /range.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes(),
     );
     assert_eq!(c.response(true).status, 304);
+}
+
+fn no_caching_headers_by_default(ctx: &Ctx) {
+    // As nginx: without --expires or --cache-control, clients revalidate
+    // with the validators (or use a heuristic of their own).
+    let r = assert_status(ctx, &req("/style.css"), 200);
+    assert_eq!(r.header("Cache-Control"), None);
+    assert_eq!(r.header("Expires"), None);
+}
+
+/// `Expires` must be `Date` plus `secs`, and `Cache-Control` `max-age=secs`
+/// (or `cache_control` when given).
+fn assert_fresh_for(r: &Response, secs: u64, cache_control: &str, what: &str) {
+    let date = r.header("Date").and_then(crate::time::parse_http_date);
+    let expires = r.header("Expires").and_then(crate::time::parse_http_date);
+    let (Some(date), Some(expires)) = (date, expires) else {
+        panic!("{what}: no valid Date and Expires: {:?}", r.headers);
+    };
+    assert_eq!(expires, date + secs, "{what}: Expires is not Date + {secs}");
+    assert_eq!(r.header("Cache-Control"), Some(cache_control), "{what}");
+}
+
+fn expires_sets_max_age_and_expires(ctx: &Ctx) {
+    let mut server = ctx.start_variant(&["--expires", "600"]);
+    let at = |raw: &str| get(server.addr, raw);
+    let ok = at(&req("/style.css"));
+    assert_eq!(ok.status, 200);
+    assert_fresh_for(&ok, 600, "max-age=600", "200");
+    let etag = ok.header("ETag").unwrap().to_string();
+    let not_modified = at(&format!(
+        "GET /style.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(not_modified.status, 304);
+    assert_fresh_for(&not_modified, 600, "max-age=600", "304");
+    let part =
+        at("GET /range.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n");
+    assert_eq!(part.status, 206);
+    assert_fresh_for(&part, 600, "max-age=600", "206");
+    // Errors, redirects and listings are not static files.
+    for (path, status) in [("/nope", 404), ("/dir", 301), ("/list/", 200)] {
+        let r = at(&req(path));
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("Expires"), None, "{path}");
+        assert_eq!(r.header("Cache-Control"), None, "{path}");
+    }
+    assert!(server.terminate().success());
+}
+
+fn cache_control_is_sent_verbatim(ctx: &Ctx) {
+    let value = "public, max-age=60, immutable";
+    let mut server = ctx.start_variant(&["--cache-control", value]);
+    let r = get(server.addr, &req("/style.css"));
+    assert_eq!(r.header("Cache-Control"), Some(value));
+    assert_eq!(r.header("Expires"), None);
+    assert!(server.terminate().success());
+    // Both: the verbatim value replaces max-age; Expires stays.
+    let mut server = ctx.start_variant(&["--expires", "30", "--cache-control", "no-cache"]);
+    let r = get(server.addr, &req("/style.css"));
+    assert_fresh_for(&r, 30, "no-cache", "--expires 30 --cache-control no-cache");
+    assert!(server.terminate().success());
 }
 
 fn ranges(ctx: &Ctx) {
@@ -955,6 +1179,10 @@ const IDENTICAL: &[&str] = &[
     "GET /empty.txt HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET /../x HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    CHUNKED_POST,
+    "HEAD /style.css HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+    "GET /style.css HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc",
+    "GET /style.css/ HTTP/1.1\r\nHost: t\r\n\r\n",
     "GET / HTTP/3.0\r\nHost: t\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
 ];
