@@ -154,6 +154,10 @@ pub const CHECKS: &[Check] = &[
         junk_and_resets_leave_server_serving,
     ),
     ("header_timeout_gives_408", header_timeout_gives_408),
+    (
+        "stalled_chunked_body_gets_408",
+        stalled_chunked_body_gets_408,
+    ),
     ("idle_keep_alive_is_closed", idle_keep_alive_is_closed),
     ("head_split_across_writes", head_split_across_writes),
     ("identical_to_core", identical_to_core),
@@ -1077,6 +1081,18 @@ fn set_linger_zero(s: &std::net::TcpStream) {
         },
     )
     .expect("SO_LINGER");
+}
+
+fn stalled_chunked_body_gets_408(ctx: &Ctx) {
+    // A chunked body is read before its request is answered, under the same
+    // deadline as the head: a client that stops half-way gets a 408, not a
+    // thread (or a connection slot) held for ever.
+    let mut c = Client::connect(ctx.addr);
+    c.send(b"GET /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    let r = c.response(false);
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.closed());
 }
 
 fn header_timeout_gives_408(ctx: &Ctx) {
