@@ -22,6 +22,9 @@ use bench::targets::{self, Launch, StartOptions, Target};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+// `--quick`, `--scenario`, `--stage`, `--out` and `--no-build` are a public
+// interface (see "Interface" in the crate docs): scripts call them, so they
+// keep their names and meaning, and a change goes through a deprecation.
 /// Compare the servers of this workspace (and nginx) under load.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
