@@ -22,6 +22,20 @@
 //!   the Markdown summary; [`charts`]: the SVG figures.
 //! - [`machine`]: what the machine is, and CPU pinning.
 //!
+//! # Interface
+//!
+//! Scripts drive the `bench` binary, so these are a public interface: the
+//! flags `--quick`, `--scenario NAME`, `--stage NAME`, `--out DIR` and
+//! `--no-build`, and the layout of the tables in `summary.md` (the
+//! headline table under `## Summary`, one table per scenario under a
+//! heading that ends in its `--scenario` name, their columns and cell
+//! formats), as [`report::headline_table`] and [`report::scenario_table`]
+//! write them. The benchmarks chapter of the course spells them out.
+//! Changing any of them goes through a deprecation: the old flag or column
+//! keeps working next to its replacement for at least one release, with a
+//! warning on stderr, and the chapter announces the change first.
+//! `tests/smoke.rs` runs the binary with these flags and checks the tables.
+//!
 //! The load generator is good enough to measure these servers on one
 //! machine (it keeps up with wrk, see the benchmarks chapter), not a
 //! general-purpose tool: HTTP/1.1 over plain TCP, `Content-Length` bodies.

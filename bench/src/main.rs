@@ -22,6 +22,9 @@ use bench::targets::{self, Launch, StartOptions, Target};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+// `--quick`, `--scenario`, `--stage`, `--out` and `--no-build` are a public
+// interface (see "Interface" in the crate docs): scripts call them, so they
+// keep their names and meaning, and a change goes through a deprecation.
 /// Compare the servers of this workspace (and nginx) under load.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
@@ -195,8 +198,8 @@ fn run(args: &Args) -> io::Result<()> {
 
     let scratch = targets::TempDir::new("bench")?;
     let site = targets::make_site(&args.root, &scratch.path)?;
-    fs::create_dir_all(&args.out)?;
-    let logs = args.out.join("logs");
+    let out = report_dir(&args.out)?;
+    let logs = out.join("logs");
     fs::create_dir_all(&logs)?;
 
     let load = GenSettings {
@@ -368,13 +371,13 @@ fn run(args: &Args) -> io::Result<()> {
         profile.rounds,
         pin_text
     );
-    let chart_list = write_charts(&args.out, &results, &footer);
+    let chart_list = write_charts(&out, &results, &footer);
     fs::write(
-        args.out.join("results.json"),
+        out.join("results.json"),
         serde_json::to_string_pretty(&results).map_err(io::Error::other)?,
     )?;
     fs::write(
-        args.out.join("summary.md"),
+        out.join("summary.md"),
         report::markdown(&results, &chart_list),
     )?;
 
@@ -405,10 +408,26 @@ fn run(args: &Args) -> io::Result<()> {
     }
     println!(
         "\nreport: {}/summary.md, results.json, {} chart(s)",
-        args.out.display(),
+        out.display(),
         chart_list.len()
     );
     Ok(())
+}
+
+/// Creates the report folder `--out` and returns its absolute path.
+///
+/// This is the one place the report's path is made absolute, and every path
+/// the bench hands to a server (logs, nginx's prefix, configuration, pid and
+/// error-log files) is derived from what it returns. A relative path would
+/// mean something else to the server: nginx resolves `-p`, `-c` and the
+/// paths in its configuration against its prefix, not against our working
+/// directory, so with the default `--out bench-report` it looked for
+/// `bench-report/logs/nginx-nginx/bench-report/logs/...` and every nginx
+/// cell failed.
+fn report_dir(out: &Path) -> io::Result<PathBuf> {
+    fs::create_dir_all(out)
+        .and_then(|()| fs::canonicalize(out))
+        .map_err(|e| io::Error::new(e.kind(), format!("--out {}: {e}", out.display())))
 }
 
 /// Raises the soft open-files limit to the hard one: scenario 5 holds

@@ -113,13 +113,20 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates a fresh directory under the system temp dir.
+    /// Creates a fresh directory under the system temp dir. Its path is
+    /// absolute even when `TMPDIR` is relative, because the site copied
+    /// into it is handed to servers as their root.
     pub fn new(prefix: &str) -> io::Result<TempDir> {
         let base = std::env::temp_dir();
         for n in 0..1000u32 {
             let path = base.join(format!("{prefix}-{}-{n}", std::process::id()));
             match fs::create_dir(&path) {
-                Ok(()) => return Ok(TempDir { path }),
+                Ok(()) => {
+                    let mut dir = TempDir { path };
+                    // If this fails, the drop still removes the directory.
+                    dir.path = fs::canonicalize(&dir.path)?;
+                    return Ok(dir);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
@@ -218,11 +225,16 @@ pub struct Target {
 }
 
 /// Settings every started server gets.
+///
+/// Both paths must be absolute ([`start`] refuses relative ones): a server
+/// does not resolve a relative path against the bench's working directory
+/// (nginx resolves its `-p`, `-c` and configuration paths against its
+/// prefix, and a `--peer` command may change directory).
 #[derive(Debug, Clone)]
 pub struct StartOptions<'a> {
-    /// The document root.
+    /// The document root, absolute.
     pub root: &'a Path,
-    /// Scratch space (nginx configuration, logs).
+    /// Scratch space (nginx configuration, logs), absolute.
     pub scratch: &'a Path,
     /// Extra flags for contract binaries (timeouts for one scenario).
     pub extra_args: &'a [String],
@@ -286,6 +298,18 @@ pub fn free_port() -> io::Result<u16> {
 
 /// Starts `target`. Its stderr goes to `scratch/NAME.log`.
 pub fn start(target: &Target, opts: &StartOptions<'_>) -> io::Result<Running> {
+    for (what, path) in [("root", opts.root), ("scratch", opts.scratch)] {
+        if !path.is_absolute() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the {what} given to {} must be an absolute path, not {}",
+                    target.name,
+                    path.display()
+                ),
+            ));
+        }
+    }
     let log_name = target.name.replace(['/', ' '], "_");
     let log = fs::OpenOptions::new()
         .create(true)
@@ -516,4 +540,42 @@ pub fn nginx_installed() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relative root or scratch path is refused before anything starts:
+    /// a server would resolve it against its own idea of the current
+    /// directory (nginx: its prefix), not against ours.
+    #[test]
+    fn start_refuses_relative_paths() {
+        let target = Target {
+            name: "peer".into(),
+            about: String::new(),
+            stage: None,
+            launch: Launch::Peer {
+                command: "true".into(),
+            },
+        };
+        let opts = StartOptions {
+            root: Path::new("/"),
+            scratch: Path::new("bench-report/logs"),
+            extra_args: &[],
+            keepalive_secs: 1,
+            pin: None,
+            pin_back: None,
+        };
+        let err = start(&target, &opts).expect_err("a relative scratch path");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("bench-report/logs"), "{err}");
+    }
+
+    /// The scratch directory's path is absolute.
+    #[test]
+    fn temp_dirs_are_absolute() {
+        let dir = TempDir::new("bench-unit").expect("a temp dir");
+        assert!(dir.path.is_absolute(), "{}", dir.path.display());
+    }
 }
