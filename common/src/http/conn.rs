@@ -23,7 +23,7 @@
 use std::net::IpAddr;
 
 use super::chunked::Decoder;
-use super::parse::{self, BodyFraming, Request, Status};
+use super::parse::{self, BodyFraming, Method, Request, Status};
 use super::response::Persist;
 use super::site::{Reply, Site, error, respond, status_page};
 use crate::logging::AccessEntry;
@@ -138,7 +138,7 @@ impl Conn {
         match parse::parse(buf, &site.limits) {
             Ok(Status::Partial) => (used, Step::NeedInput),
             Err(e) => {
-                let reply = self.fail(site, e.status(), first_line(buf), out);
+                let reply = self.fail(site, e.status(), false, first_line(buf), out);
                 (input.len(), Step::Respond(reply))
             }
             Ok(Status::Complete(req)) => {
@@ -196,7 +196,12 @@ impl Conn {
                 (used + n, Step::NeedInput)
             }
             Err(e) => {
-                let reply = self.fail(site, e.status(), first_line(&pending.head), out);
+                // The answer to a HEAD has no body, even an error's.
+                let head_only = matches!(
+                    parse::parse(&pending.head, &site.limits),
+                    Ok(Status::Complete(req)) if req.method == Method::Head
+                );
+                let reply = self.fail(site, e.status(), head_only, first_line(&pending.head), out);
                 (input.len(), Step::Respond(reply))
             }
             Ok((n, true)) => {
@@ -206,7 +211,7 @@ impl Conn {
                         let keep_alive = req.wants_keep_alive() && !draining;
                         self.answer(&req, site, keep_alive, first_line(&pending.head), out)
                     }
-                    _ => self.fail(site, 500, first_line(&pending.head), out),
+                    _ => self.fail(site, 500, false, first_line(&pending.head), out),
                 };
                 (used + n, Step::Respond(reply))
             }
@@ -242,9 +247,16 @@ impl Conn {
 
     /// Answers an error that ends the connection (the request, or its
     /// body, can never be read correctly).
-    fn fail(&mut self, site: &Site, status: u16, line: &[u8], out: &mut Vec<u8>) -> Reply {
+    fn fail(
+        &mut self,
+        site: &Site,
+        status: u16,
+        head_only: bool,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Reply {
         self.closing = true;
-        let reply = error(site, status, Persist::Close, false, out);
+        let reply = error(site, status, Persist::Close, head_only, out);
         self.log(site, line, None, &reply);
         reply
     }
@@ -436,6 +448,28 @@ mod tests {
         };
         assert_eq!((reply.status, reply.body_len), (200, 0));
         assert!(reply.file.is_none() && out.ends_with(b"\r\n\r\n"));
+    }
+
+    /// Found by the fuzzer: the 400 for a HEAD's malformed chunked body
+    /// carried a body.
+    #[test]
+    fn a_head_request_with_a_bad_chunked_body_gets_a_400_without_a_body() {
+        let (_root, site) = Root::new("head-bad");
+        let mut conn = Conn::new("127.0.0.1".parse().unwrap());
+        let input =
+            b"HEAD /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rX";
+        let mut out = Vec::new();
+        let (_, step) = conn.next(input, &site, false, &mut out);
+        let Step::Respond(reply) = step else {
+            panic!("expected a response, got {step:?}");
+        };
+        assert_eq!((reply.status, reply.body_len), (400, 0));
+        assert!(
+            out.ends_with(b"\r\n\r\n"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(!reply.keep_alive);
     }
 
     #[test]

@@ -537,6 +537,13 @@ fn chunked_body_malformed_gets_400(ctx: &Ctx) {
         assert_eq!(r.header("Connection"), Some("close"), "body {body:?}");
         assert!(c.closed(), "body {body:?}: the connection must close");
     }
+    // The answer to a HEAD has no body, an error's neither (found by the
+    // fuzzer): after the head, the connection just closes.
+    let mut c = Client::connect(ctx.addr);
+    c.send(b"HEAD /range.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rX");
+    let r = c.response(true);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(c.closed(), "bytes after the head of a 400 to a HEAD");
 }
 
 fn framing_attacks_get_400_and_close(ctx: &Ctx) {
