@@ -35,8 +35,10 @@
 //!
 //! The book's servers use their default ports (8080, 7878). Run as root,
 //! each page gets a network namespace of its own (`unshare --net`), so pages
-//! run side by side and never meet a server of the machine's; otherwise
-//! pages take turns, holding a lock file.
+//! run side by side and never meet a server of the machine's, and a PID
+//! namespace, so that nothing a page started outlives it; otherwise pages
+//! take turns, holding a lock file, and the page's jobs are stopped at its
+//! end.
 //!
 //! # Exceptions
 //!
@@ -187,7 +189,7 @@ impl Shell {
         std::fs::create_dir_all(&dir).unwrap();
         let isolated = nix::unistd::geteuid().is_root()
             && Command::new("unshare")
-                .args(["--net", "true"])
+                .args(["--net", "--pid", "--fork", "--mount-proc", "true"])
                 .status()
                 .is_ok_and(|s| s.success());
         let lock = (!isolated).then(|| {
@@ -201,8 +203,21 @@ impl Shell {
                 .unwrap_or_else(|(_, e)| panic!("lock {}: {e}", path.display()))
         });
         let mut cmd = if isolated {
+            // A network namespace (its own loopback, so port 8080 is free)
+            // and a PID namespace in which bash is process 1: when it ends,
+            // the kernel ends every process the page started, however it
+            // was started. `--kill-child` ends bash if `unshare` is killed.
             let mut c = Command::new("unshare");
-            c.args(["--net", "bash", "--noprofile", "--norc"]);
+            c.args([
+                "--net",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                "bash",
+                "--noprofile",
+                "--norc",
+            ]);
             c
         } else {
             let mut c = Command::new("bash");
