@@ -12,6 +12,7 @@ pub mod abuse;
 pub mod browser;
 pub mod client;
 pub mod conformance;
+pub mod goaccess;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
