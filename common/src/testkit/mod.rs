@@ -13,6 +13,7 @@ pub mod browser;
 pub mod client;
 pub mod conformance;
 pub mod goaccess;
+pub mod valgrind;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
