@@ -19,8 +19,8 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// 300 slowloris connections spread over two workers' event loops cost each
 /// only a timer and a socket: while the whole crowd is connected (the
 /// status page shows it, on both workers), normal clients are all answered
-/// with 200, and afterwards the crowd is still connected — they were served
-/// alongside it, not after it timed out.
+/// with 200, and afterwards the crowd is still connected and none of it has
+/// timed out — they were served alongside it, not after it was let go.
 #[test]
 fn slowloris_crowd_does_not_stop_normal_clients() {
     const CROWD: u64 = 300;
@@ -54,6 +54,13 @@ fn slowloris_crowd_does_not_stop_normal_clients() {
     let during = normal_clients(server.addr, "/files/notes.txt", 200);
     let after = status::scrape(server.addr).expect("the status page");
     let still_open = status::value(&after, "http_connections_active").unwrap_or(0);
+    // A connection cut off by the header timeout lingers (and is counted
+    // open) for a while after its 408: the timeout counter is what says
+    // that none of the crowd was let go.
+    let timed_out = status::samples(&after, "http_timeouts_total")
+        .into_iter()
+        .find(|&(labels, _)| labels == "kind=\"header\"")
+        .map(|(_, n)| n);
     let opened = crowd.stop();
     eprintln!(
         "stage 5, {opened} slowloris connections: normal p50 {:?} -> {:?}, p99 {:?} -> {:?}",
@@ -65,7 +72,7 @@ fn slowloris_crowd_does_not_stop_normal_clients() {
     assert_eq!(opened as u64, CROWD, "every slowloris connection opened");
     assert_eq!(during.count(200), 200, "{during:?}");
     assert!(
-        still_open > CROWD,
+        still_open > CROWD && timed_out == Some(0),
         "the crowd was still connected after the normal clients:\n{after}"
     );
 }
