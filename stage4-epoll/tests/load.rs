@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Root, cpu_ticks, get_on, raise_fd_limit, read_response, start};
+use common::testkit::fdlock::many_connections;
+use support::{Root, cpu_ticks, get_on, read_response, start};
 
 /// One event loop holds 10,000 idle connections (a tenth of them idle
 /// keep-alive connections that were already served, the rest silent) and
@@ -18,7 +19,10 @@ use support::{Root, cpu_ticks, get_on, raise_fd_limit, read_response, start};
 #[test]
 fn ten_thousand_idle_connections_are_held_while_new_clients_are_served() {
     const N: usize = 10_000;
-    let limit = raise_fd_limit();
+    // Ten thousand descriptors here and as many in the server: no other
+    // test that holds many connections runs meanwhile.
+    let fds = many_connections();
+    let limit = fds.fd_limit;
     assert!(
         limit as usize > N + 100,
         "hard RLIMIT_NOFILE {limit} is too low"
@@ -58,6 +62,7 @@ fn ten_thousand_idle_connections_are_held_while_new_clients_are_served() {
 /// not stop normal clients from being served meanwhile.
 #[test]
 fn slowloris_crowd_does_not_stop_normal_clients() {
+    let _fds = many_connections();
     let root = Root::create();
     let server = start(&root, &["--loops", "1", "--header-timeout", "5"]);
     let addr = server.addr;

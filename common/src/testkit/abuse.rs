@@ -19,10 +19,17 @@ use super::client::Client;
 
 /// Many connections that each send a request head one byte at a time and
 /// never finish it.
+///
+/// A crowd holds the [many-connections lock](super::fdlock) while it
+/// lives, so two crowds (or a crowd and another test that opens thousands
+/// of connections) never share the open-files limit.
 #[derive(Debug)]
 pub struct Slowloris {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<usize>>,
+    /// Released when the crowd is dropped, after its thread has closed
+    /// every connection (fields drop after `Drop::drop` has run).
+    _lock: super::fdlock::ManyConnections,
 }
 
 impl Slowloris {
@@ -30,6 +37,7 @@ impl Slowloris {
     /// every `every` until stopped. Connections the server closes are not
     /// reopened.
     pub fn start(addr: SocketAddr, n: usize, every: Duration) -> Slowloris {
+        let lock = super::fdlock::many_connections();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -51,6 +59,7 @@ impl Slowloris {
         Slowloris {
             stop,
             thread: Some(thread),
+            _lock: lock,
         }
     }
 

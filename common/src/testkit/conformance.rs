@@ -215,6 +215,10 @@ pub fn run_suite(bin: &str, extra_args: &[&str]) {
     if !status.success() {
         failures.push(format!("graceful shutdown: exit status {status}"));
     }
+    // A real log analyser reads every line of this run's access log.
+    if let Err(e) = super::goaccess::check_log(&ctx.access_log) {
+        failures.push(format!("goaccess reads the access log: {e}"));
+    }
     assert!(
         failures.is_empty(),
         "{} conformance check(s) failed for {bin}:\n{}",

@@ -12,6 +12,10 @@ pub mod abuse;
 pub mod browser;
 pub mod client;
 pub mod conformance;
+pub mod fdlock;
+pub mod goaccess;
+pub mod status;
+pub mod valgrind;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};

@@ -137,15 +137,6 @@ pub fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, bool) {
     }
 }
 
-/// Raises this test process's soft open-file limit to the hard limit and
-/// returns it.
-pub fn raise_fd_limit() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    hard
-}
-
 /// CPU time (user + system, in clock ticks) a process has used so far.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
