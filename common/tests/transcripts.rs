@@ -36,15 +36,18 @@ fn check(chapter: &str) {
     );
 }
 
-/// One test per chapter.
+/// One test per chapter, in a module `chapter` (so that
+/// `cargo test chapter::` runs them all, and `--skip chapter::` none).
 macro_rules! chapters {
     ($($name:ident => $file:literal,)*) => {
-        $(
-            #[test]
-            fn $name() {
-                check($file);
-            }
-        )*
+        mod chapter {
+            $(
+                #[test]
+                fn $name() {
+                    super::check($file);
+                }
+            )*
+        }
 
         /// Every chapter with a console block has its test above.
         #[test]
