@@ -109,3 +109,37 @@ fn blocks_not_run_are_listed_with_a_reason() {
     }
     eprintln!("{count} block(s) not run here");
 }
+
+/// The runner can fail: a page whose shown output differs from what its
+/// command prints by one character fails, naming the file, the line and the
+/// command; the same page with the right output passes.
+#[test]
+fn one_changed_character_fails_naming_the_line() {
+    let dir = std::env::temp_dir().join(format!("transcript-self-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("page.md");
+    let write = |shown: &str| {
+        std::fs::write(
+            &page,
+            format!("# A page\n\n```console\n$ printf 'Date: %s\\nhello\\n' \"$(date)\"\nDate: [..]\n{shown}\n```\n"),
+        )
+        .unwrap();
+    };
+    write("hello");
+    let report = runner::run_chapter(&dir, &page);
+    assert_eq!(
+        (report.checked, report.failures.len()),
+        (1, 0),
+        "{:?}",
+        report.failures
+    );
+    write("hellp");
+    let report = runner::run_chapter(&dir, &page);
+    assert_eq!(report.failures.len(), 1);
+    assert!(
+        report.failures[0].starts_with("page.md:4: `printf"),
+        "{}",
+        report.failures[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
