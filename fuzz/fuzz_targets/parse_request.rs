@@ -30,7 +30,9 @@
 //!   region; `Content-Length` says the same when there is a body; a HEAD
 //!   response has no body;
 //! - a file region lies inside its file;
-//! - no response contains the secret that sits just outside the root;
+//! - no response contains the secret that sits just outside the root
+//!   (unless the request itself carried its text: a redirect repeats the
+//!   query string);
 //! - a `Location` header is a path on this server, never `//host/...`;
 //! - after a response that closes the connection, the next step is `Close`.
 
@@ -115,6 +117,10 @@ fuzz_target!(|data: &[u8]| {
 /// Feeds `data` to a fresh `Conn` in reads of `chunk` bytes and checks every
 /// step, until the connection wants input that is not there or closes.
 fn drive(site: &Site, data: &[u8], chunk: usize, draining: bool) {
+    // A request may carry the secret's text itself (the fuzzer finds it in
+    // the comparison operands), and a redirect repeats the query string:
+    // the buffer is then allowed to contain it. File regions never are.
+    let sent_secret = find(data, fixture::SECRET).is_some();
     let mut conn = Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut input: Vec<u8> = Vec::new();
     let mut rest = data;
@@ -143,7 +149,7 @@ fn drive(site: &Site, data: &[u8], chunk: usize, draining: bool) {
         input.drain(..used);
         match step {
             Step::Respond(reply) => {
-                check_response(&out, &reply, head_request);
+                check_response(&out, &reply, head_request, sent_secret);
                 if reply.keep_alive {
                     assert!(used > 0, "a keep-alive response that used no input");
                 } else {
@@ -210,7 +216,7 @@ fn is_head_request(input: &[u8], limits: &Limits) -> bool {
 
 /// Checks one response: `out` holds its head and any in-memory body, and
 /// `reply` says the rest.
-fn check_response(out: &[u8], reply: &Reply, head_request: bool) {
+fn check_response(out: &[u8], reply: &Reply, head_request: bool, sent_secret: bool) {
     assert!(
         out.starts_with(b"HTTP/1.1 "),
         "response does not start with the status line: {:?}",
@@ -286,7 +292,7 @@ fn check_response(out: &[u8], reply: &Reply, head_request: bool) {
         );
     }
     assert!(
-        find(out, fixture::SECRET).is_none(),
+        sent_secret || find(out, fixture::SECRET).is_none(),
         "the secret leaked into the buffer"
     );
     if let Some(region) = &reply.file {
