@@ -186,11 +186,22 @@ pub fn require_root(what: &str) -> bool {
 }
 
 fn missing(reason: &str, what: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason}: {what} cannot run, and CI is set (.ci/run installs it)");
+    match verdict(std::env::var_os("CI").is_some(), reason, what) {
+        Ok(run) => run,
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// What a missing tool means: under CI a failure (the message), elsewhere
+/// a skip (`Ok(false)`, announced on stderr).
+fn verdict(ci: bool, reason: &str, what: &str) -> Result<bool, String> {
+    if ci {
+        return Err(format!(
+            "{reason}: {what} cannot run, and CI is set (.ci/run installs it)"
+        ));
     }
     eprintln!("SKIPPED: {reason}: {what} did not run (under CI=true this fails)");
-    false
+    Ok(false)
 }
 
 /// The file name of a binary path, for naming temporary folders.
@@ -210,6 +221,24 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::parse_listening_line;
+
+    /// A tool that runs is there; a missing one fails under CI, naming the
+    /// package, and is a skip elsewhere.
+    #[test]
+    fn a_missing_tool_fails_under_ci_and_skips_elsewhere() {
+        assert!(super::require_tool(
+            &["sh", "-c", "true"],
+            "dash",
+            "a shell"
+        ));
+        let reason = "`no-such-tool` is not installed (Debian package `no-such-package`: apt-get install no-such-package)";
+        let failure = super::verdict(true, reason, "the check").unwrap_err();
+        assert!(
+            failure.contains("Debian package `no-such-package`"),
+            "{failure}"
+        );
+        assert_eq!(super::verdict(false, reason, "the check"), Ok(false));
+    }
 
     #[test]
     fn listening_lines_of_both_kinds_parse() {
