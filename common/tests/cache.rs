@@ -5,6 +5,11 @@
 //! This is its own test binary because it installs a counting global
 //! allocator.
 
+#![allow(
+    unsafe_code,
+    reason = "a global allocator is an unsafe trait: it counts, then defers to System"
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;

@@ -46,6 +46,10 @@ pub fn send_fd(channel: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Receives one descriptor from `channel`, as a `TcpStream`. `Ok(None)`
 /// means the sender closed the channel. `MSG_CMSG_CLOEXEC` marks the new
 /// descriptor close-on-exec atomically, as `accept4(SOCK_CLOEXEC)` would.
+#[allow(
+    unsafe_code,
+    reason = "SCM_RIGHTS: the kernel installs a descriptor that only this code may take ownership of"
+)]
 pub fn recv_stream(channel: &UnixStream) -> io::Result<Option<TcpStream>> {
     loop {
         let mut byte = [0u8; 1];

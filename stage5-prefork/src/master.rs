@@ -173,6 +173,7 @@ impl Master {
 
     // ANCHOR: spawn
     /// Forks one worker into a free slot; returns the slot.
+    #[allow(unsafe_code, reason = "fork(2), in a process that has no other thread")]
     fn spawn(&mut self) -> io::Result<usize> {
         let slot = (0..SLOTS)
             .find(|&i| self.children[i].is_none())

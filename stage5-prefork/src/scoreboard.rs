@@ -13,6 +13,11 @@
 //! load (`--balance least-conn`) and to recycle workers, and any worker
 //! reads all of them to answer `/server-status`.
 
+#![allow(
+    unsafe_code,
+    reason = "mmap(2) of the shared scoreboard, and the slots' atomics read through its pointer"
+)]
+
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
