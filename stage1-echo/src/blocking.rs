@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use common::signals::Signals;
 
-use crate::net::{LINGER, interrupted};
+use crate::net::{ACCEPT_BACKOFF, LINGER, interrupted};
 use crate::room::{ClientId, Limits, Room, Status};
 
 // ANCHOR: run
@@ -35,8 +35,14 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
         }
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
+            // The client gave up between the handshake and our accept.
+            Err(e) if interrupted(&e) || e.kind() == io::ErrorKind::ConnectionAborted => continue,
             Err(e) => {
-                log::warn!("accept: {e}");
+                // Out of descriptors (EMFILE) or memory: the listener stays
+                // readable, so retrying at once would spin. Wait, still
+                // awake to a signal (the self-pipe is the only fd polled).
+                log::error!("accept: {e}; pausing for {ACCEPT_BACKOFF:?}");
+                signals.wait_readable(signals.wake_fd(), Some(ACCEPT_BACKOFF))?;
                 continue;
             }
         };

@@ -50,6 +50,11 @@ pub fn interrupted(err: &io::Error) -> bool {
 /// `poll.rs`'s lingering close).
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// How long to stop accepting after `accept` fails for lack of resources
+/// (`EMFILE`): the listener stays readable, and retrying at once would spin.
+/// Both models back off for this long.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How long a graceful shutdown waits for goodbyes before it exits anyway.
 pub const GRACE: Duration = Duration::from_secs(5);
 

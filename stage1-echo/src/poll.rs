@@ -26,17 +26,13 @@ use common::signals::Signals;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
 
-use crate::net::{GRACE, LINGER, interrupted, poll_timeout, would_block};
+use crate::net::{ACCEPT_BACKOFF, GRACE, LINGER, interrupted, poll_timeout, would_block};
 use crate::room::{ClientId, Limits, Room, Status};
 
 /// Bytes read per `read` call. One read per readiness report keeps the loop
 /// fair: `poll` is level-triggered and reports the socket again next turn
 /// if more is waiting.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// How long to stop accepting after `accept` fails for lack of resources
-/// (`EMFILE`): the listener stays readable, and retrying at once would spin.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One client socket and where it is in its life.
 #[derive(Debug)]
@@ -97,8 +93,13 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
             }
         }
 
-        // 1. The interest list.
-        let accepting = listener.is_some() && accept_paused_until.is_none_or(|t| now >= t);
+        // 1. The interest list. A pause that is over is forgotten: left in
+        // place, its deadline (in the past) would make every poll return at
+        // once, and the loop would spin.
+        if accept_paused_until.is_some_and(|t| now >= t) {
+            accept_paused_until = None;
+        }
+        let accepting = listener.is_some() && accept_paused_until.is_none();
         let mut fds = Vec::with_capacity(conns.len() + 2);
         fds.push(PollFd::new(signals.wake_fd(), PollFlags::POLLIN));
         if let (true, Some(l)) = (accepting, &listener) {

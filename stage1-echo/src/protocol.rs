@@ -102,6 +102,26 @@ pub enum Command {
     Invalid(String),
 }
 
+/// For logs: the command as a client would type it, its bytes escaped
+/// (`ECHO "caf\xc3\xa9\t1"`), not as a list of numbers.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let quoted = |f: &mut fmt::Formatter<'_>, word: &str, bytes: &[u8]| {
+            write!(f, "{word} \"{}\"", bytes.escape_ascii())
+        };
+        match self {
+            Command::Ping => f.write_str("PING"),
+            Command::Echo(text) => quoted(f, "ECHO", text),
+            Command::Add(a, b) => write!(f, "ADD {a} {b}"),
+            Command::Stats => f.write_str("STATS"),
+            Command::Quit => f.write_str("QUIT"),
+            Command::Nick(name) => quoted(f, "NICK", name),
+            Command::Other(line) => quoted(f, "line", line),
+            Command::Invalid(why) => write!(f, "invalid ({why})"),
+        }
+    }
+}
+
 // ANCHOR: parse_line
 /// Parses one line (without its terminator). The command word is
 /// case-insensitive and ends at the first space; `NICK` is a command only in
@@ -207,6 +227,19 @@ pub fn encode_line_reply(reply: &Reply, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_are_logged_with_their_bytes_escaped() {
+        assert_eq!(
+            Command::Echo(b"caf\xc3\xa9\t\"1\"".to_vec()).to_string(),
+            r#"ECHO "caf\xc3\xa9\t\"1\"""#
+        );
+        assert_eq!(Command::Add(2, -40).to_string(), "ADD 2 -40");
+        assert_eq!(
+            Command::Other(b"hi\x00".to_vec()).to_string(),
+            r#"line "hi\x00""#
+        );
+    }
 
     /// One named case per behaviour of the line splitter, httparse style.
     macro_rules! line_cases {

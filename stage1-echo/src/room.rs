@@ -327,7 +327,7 @@ impl Room {
     // ANCHOR: handle
     /// Answers one command.
     fn handle(&mut self, id: ClientId, cmd: Command) {
-        log::debug!("client {id}: {cmd:?}");
+        log::debug!("client {id}: {cmd}");
         let reply = match cmd {
             Command::Ping => Reply::Pong,
             Command::Echo(text) => Reply::Text(text),
