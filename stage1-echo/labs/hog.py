@@ -1,7 +1,8 @@
 # Lab: one client writes requests without end and never reads its replies;
 # can another client still get an answer?
-import socket, time
-addr = ("127.0.0.1", 7878)
+import socket, sys, time
+# The server's port: the first argument, or stage 1's default.
+addr = ("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 7878)
 hog = socket.create_connection(addr)
 hog.settimeout(1.0)
 line = b"ECHO " + b"h" * 1000 + b"\n"

@@ -90,6 +90,14 @@ pub fn parse(text: &str) -> Result<Vec<Block>, String> {
     let mut i = 0;
     while i < lines.len() {
         if lines[i].trim_end() != "```console" {
+            if lines[i].trim() == "```console" {
+                // Inside a list item: mdBook shows it, and it would silently
+                // never run.
+                return Err(format!(
+                    "line {}: an indented console block; move it out of the list so that it runs",
+                    i + 1
+                ));
+            }
             i += 1;
             continue;
         }
@@ -244,6 +252,7 @@ impl Shell {
             .env("TERM", "dumb")
             .env("LC_ALL", "C.UTF-8")
             .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -318,7 +327,7 @@ impl Shell {
         // with standard input from /dev/null: nothing it runs can read the
         // commands that follow.
         let line = format!(
-            "source {} </dev/null; printf '\\n{marker}\\n'\n",
+            "source {} </dev/null; printf '%s\\n' {marker}\n",
             script.display()
         );
         self.stdin
@@ -326,6 +335,7 @@ impl Shell {
             .map_err(|e| format!("the shell is gone: {e}"))?;
         let deadline = Instant::now() + timeout;
         let mut out = String::new();
+        let mut partial = String::new();
         let mut done = false;
         loop {
             if done && (!background || matches(&out, expected)) {
@@ -333,14 +343,25 @@ impl Shell {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l == marker => {
-                    // The marker follows a newline of its own.
-                    if out.ends_with("\n\n") || out == "\n" {
-                        out.pop();
+                Ok(l) if !done && l.ends_with(&marker) => {
+                    // The marker is printed in one write, with no newline of
+                    // its own before it: bash writes `printf '\\n…'` in two
+                    // pieces, and a background job's line could land between
+                    // them. Output without a final newline ends on the
+                    // marker's line.
+                    let rest = &l[..l.len() - marker.len()];
+                    if background {
+                        // A background job's line cut in two by the
+                        // marker: its end comes on the next line.
+                        partial = rest.to_string();
+                    } else if !rest.is_empty() {
+                        out.push_str(rest);
+                        out.push('\n');
                     }
                     done = true;
                 }
                 Ok(l) => {
+                    out.push_str(&std::mem::take(&mut partial));
                     out.push_str(&l);
                     out.push('\n');
                 }
@@ -487,6 +508,17 @@ mod tests {
         assert_eq!(blocks[0].steps[0].line, 3);
         assert_eq!(blocks[0].steps[1].expected, "");
         assert_eq!(blocks[1].not_run.as_deref(), Some("needs two machines"));
+        assert!(
+            parse(
+                "1. a list
+
+   ```console
+   $ true
+   ```
+"
+            )
+            .is_err()
+        );
     }
 
     #[test]
