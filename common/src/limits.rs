@@ -1,10 +1,28 @@
 //! Limits a server with many connections needs raised: open files, and
-//! the kernel's accept queue.
+//! the kernel's accept queue; and the bounds every stage's socket code
+//! shares, defined once here.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{Backlog, listen};
+
+/// How long a server stops accepting after `accept` fails for want of
+/// descriptors (`EMFILE`): the connection stays queued and the listener
+/// readable, so trying again at once would spin.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a lingering close (our FIN first, then drain) waits for the
+/// client to close its side.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How much a lingering close reads and throws away at most.
+pub const LINGER_BYTES: usize = 1 << 20;
+
+/// Bytes handed to one `sendfile(2)` call: a large file goes out in steps,
+/// between which a server can check its deadlines and yield.
+pub const SENDFILE_CHUNK: usize = 1 << 20;
 
 /// The highest soft limit asked for when the hard limit is "unlimited"
 /// (Linux refuses more than `/proc/sys/fs/nr_open`, 1,048,576 by default).

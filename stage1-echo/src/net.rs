@@ -47,13 +47,13 @@ pub fn interrupted(err: &io::Error) -> bool {
 }
 
 /// How long a closing connection may take to say goodbye (see
-/// `poll.rs`'s lingering close).
-pub const LINGER: Duration = Duration::from_secs(2);
+/// `poll.rs`'s lingering close): the same bound as the HTTP stages'.
+pub use common::limits::LINGER_TIME as LINGER;
 
 /// How long to stop accepting after `accept` fails for lack of resources
 /// (`EMFILE`): the listener stays readable, and retrying at once would spin.
-/// Both models back off for this long.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Both models back off for this long, as the HTTP stages do.
+pub use common::limits::ACCEPT_PAUSE as ACCEPT_BACKOFF;
 
 /// How long a graceful shutdown waits for goodbyes before it exits anyway.
 pub const GRACE: Duration = Duration::from_secs(5);

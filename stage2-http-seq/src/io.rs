@@ -11,13 +11,10 @@ use common::signals::Signals;
 
 /// Bytes asked for per `read(2)`.
 const READ_CHUNK: usize = 8192;
-/// Bytes handed to one `sendfile(2)` call, so a large file is sent in steps
-/// between which the shutdown grace period is checked.
-const SENDFILE_CHUNK: usize = 1 << 20;
-/// How long [`linger_close`] waits for the client to close its side.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// How much [`linger_close`] reads and throws away at most.
-const LINGER_BYTES: usize = 1 << 20;
+// A large file is sent in steps of `SENDFILE_CHUNK`, between which the
+// shutdown grace period is checked; `linger_close` waits at most
+// `LINGER_TIME` and drains at most `LINGER_BYTES`.
+use common::limits::{LINGER_BYTES, LINGER_TIME, SENDFILE_CHUNK};
 
 /// What [`read_until`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,8 +73,9 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
             Err(e) => {
                 // EMFILE/ENFILE: out of descriptors. The pending connection
                 // stays queued; back off instead of spinning on it.
-                log::error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+                let pause = common::limits::ACCEPT_PAUSE;
+                log::error!("accept: {e}; pausing for {pause:?}");
+                std::thread::sleep(pause);
             }
         }
     }

@@ -41,26 +41,23 @@ use mio::net::TcpStream;
 use crate::buffer_pool::{BufferPool, Buffers};
 use crate::timer::{Deadline, Timers};
 
-/// Files up to this size are read into the output buffer (one `pread`)
-/// instead of being sent with `sendfile(2)`: the head and the body then go
-/// out in one `write`, and a pipelined batch of small files in one too.
-pub const SMALL_FILE: u64 = 16 * 1024;
+// Files up to `SMALL_FILE` (the size the core's cache keeps in memory)
+// are read into the output buffer (one `pread`) instead of being sent with
+// `sendfile(2)`: the head and the body then go out in one `write`, and a
+// pipelined batch of small files in one too.
+pub use common::http::cache::SMALL_FILE;
+// Sending and lingering are bounded as in every stage.
+use common::limits::{LINGER_BYTES, LINGER_TIME, SENDFILE_CHUNK};
 /// Bytes asked for per `read(2)` (at least; more if the buffer has room).
 const READ_CHUNK: usize = 16 * 1024;
 /// A pipelined batch stops growing once this much output is waiting: it is
 /// written before more requests are answered.
 const BATCH_LIMIT: usize = 64 * 1024;
-/// Bytes handed to one `sendfile(2)` call.
-const SENDFILE_CHUNK: usize = 1 << 20;
 /// How much one connection may send in one turn before it yields to the
 /// others (a fast reader of a large file must not starve the loop).
 const TURN_BYTES: u64 = 4 << 20;
 /// Rounds of read → answer → write one connection gets per turn.
 const TURN_ROUNDS: u32 = 16;
-/// How long a lingering close waits for the client to close its side.
-pub const LINGER_TIME: Duration = Duration::from_secs(2);
-/// How much a lingering close reads and throws away at most.
-const LINGER_BYTES: usize = 1 << 20;
 
 // ANCHOR: phase
 /// Where a connection is in its life; the arrows are in the module docs.

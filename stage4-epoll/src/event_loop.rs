@@ -60,7 +60,7 @@ const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2;
 /// How long accepting pauses after `EMFILE`/`ENFILE` (unless a connection
 /// closes first and frees a descriptor).
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+pub use common::limits::ACCEPT_PAUSE;
 /// Events handled per `epoll_wait`.
 const EVENTS_CAPACITY: usize = 1024;
 /// Size of the loop-wide scratch buffer for discarded bytes.

@@ -50,7 +50,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How soon the master retries a connection no channel could take.
 const STALL_RETRY: Duration = Duration::from_millis(1);
 /// How long accepting pauses after EMFILE/ENFILE.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+use common::limits::ACCEPT_PAUSE;
 /// How often the loop wakes up without an event (recycling, back-off).
 const TICK: Duration = Duration::from_millis(200);
 
