@@ -256,3 +256,34 @@ pub fn second_load_from_cache(bin: &str, extra_args: &[&str]) -> Option<[CacheRu
     }
     Some(runs)
 }
+
+/// The browser tests of an HTTP stage, written once: each stage's
+/// `tests/browser.rs` is `common::browser_tests!(env!("CARGO_BIN_EXE_…"),
+/// &[flags])`. Two tests: [`load_sample_site`] and
+/// [`second_load_from_cache`]. Screenshots land in the target folder.
+#[macro_export]
+macro_rules! browser_tests {
+    ($bin:expr, $args:expr) => {
+        /// Every resource of the sample site arrives (200, or 206 for the
+        /// video's range requests), the page's script runs, and the console
+        /// stays clean.
+        #[test]
+        fn chromium_loads_the_sample_site() {
+            let artifacts = ::std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+            $crate::testkit::browser::load_sample_site($bin, $args, &artifacts);
+        }
+
+        /// A page loaded twice in one browser profile: without caching
+        /// headers the second load revalidates every resource (304s); with
+        /// `--expires 600` it sends no request at all. The stage 2 chapter
+        /// quotes this run.
+        #[test]
+        fn second_load_is_served_from_the_browser_cache() {
+            if let Some(runs) = $crate::testkit::browser::second_load_from_cache($bin, $args) {
+                for run in runs {
+                    eprintln!("{run:#?}");
+                }
+            }
+        }
+    };
+}
