@@ -183,25 +183,10 @@ impl Connection {
         }
     }
 
-    /// The socket, for registering it with the loop's `Poll`.
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
-        &mut self.stream
-    }
-
-    /// The current phase.
-    pub fn phase(&self) -> Phase {
-        self.phase
-    }
-
     /// True if the connection waits for a request with nothing received:
     /// what a shutdown closes at once.
     pub fn is_waiting(&self) -> bool {
         self.phase == Phase::ReadingHead && self.bufs.as_ref().is_none_or(|b| b.input.is_empty())
-    }
-
-    /// Whether the connection holds pooled buffers (false when idle).
-    pub fn holds_buffers(&self) -> bool {
-        self.bufs.is_some()
     }
 
     /// Gives the buffers back to the pool (when the connection is dropped).

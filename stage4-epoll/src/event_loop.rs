@@ -4,8 +4,10 @@
 //!
 //! mio on Linux is `epoll` in **edge-triggered** mode: an event says "this
 //! socket *became* readable/writable", once, not "it is readable" on every
-//! call. From that follow the rules, as mio's `Poll` documentation states
-//! them, and where this crate keeps each one:
+//! call. From that follow the rules. Rules 1, 2, 3 and 5 are mio's, as
+//! its `Poll` documentation states them; rule 4 is a Linux-specific
+//! shortcut of ours, which departs from mio's contract. Where this crate
+//! keeps each one:
 //!
 //! 1. **Drain readiness.** After a readable event, read until `WouldBlock`
 //!    (or a short read, below); after a writable one, write until
@@ -20,13 +22,19 @@
 //!    many pending connections. If we *stop* early (max connections, out
 //!    of file descriptors), no new event comes for the ones still queued,
 //!    so the loop must come back to them by itself (`AcceptState`).
-//! 4. **A short read or write ends the readiness.** On Linux a `read` that
-//!    returns fewer bytes than asked emptied the receive queue, and any
-//!    segment arriving later raises a new edge; the same holds for a short
-//!    `write` and the send buffer. So one `read(2)` per request suffices
-//!    instead of a second one that returns `EAGAIN` — nginx relies on the
-//!    same. (The FIN is the exception: when `EPOLLRDHUP` was reported, we
-//!    read on until end-of-file.)
+//! 4. **A short read or write ends the readiness — on Linux, with epoll.**
+//!    mio's contract is rule 1 to the letter: drain until `WouldBlock`. We
+//!    depart from it on purpose, because it is what keeps a request at
+//!    about two system calls instead of three: on Linux a `read` of a TCP
+//!    socket that returns fewer bytes than asked emptied the receive queue,
+//!    and any segment arriving later raises a new edge; the same holds for
+//!    a short `write` and the send buffer. So one `read(2)` per request
+//!    suffices, not a second one that returns `EAGAIN` — nginx relies on
+//!    the same (`ready = 0` after a short `recv` in its epoll module). It
+//!    would not hold with kqueue or IOCP, for a socket type whose reads may
+//!    be short for other reasons, or with several threads reading one
+//!    socket; then rule 1 applies as written. (The FIN is an exception here
+//!    too: once `EPOLLRDHUP` was reported, we read on until end-of-file.)
 //! 5. **Tokens are ours.** A token is just a number given back with the
 //!    event; here it is the connection's key in a [`Slab`], so looking a
 //!    connection up is an index, not a hash (a `HashMap<Token, _>` would
@@ -56,8 +64,9 @@ use crate::timer::Timers;
 
 /// The waker's token (slab keys never get near it).
 const WAKER: Token = Token(usize::MAX - 1);
-/// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
+/// The listener's token: a loop accepts on one listener at most (with
+/// `--loops N`, each loop has its own `SO_REUSEPORT` socket).
+const LISTENER: Token = Token(usize::MAX - 2);
 /// How long accepting pauses after `EMFILE`/`ENFILE` (unless a connection
 /// closes first and frees a descriptor).
 pub use common::limits::ACCEPT_PAUSE;
@@ -144,7 +153,7 @@ struct AcceptState {
 }
 
 // ANCHOR: event_loop
-/// One event loop: a `Poll`, the listeners it accepts on, and its
+/// One event loop: a `Poll`, the listener it accepts on, and its
 /// connections. Run one per thread (`--loops N`), or one per process
 /// (stage 5).
 #[derive(Debug)]
@@ -152,7 +161,7 @@ pub struct EventLoop {
     /// The epoll instance.
     poll: Poll,
     /// Listening sockets; empty for a loop that only gets handed streams.
-    listeners: Vec<TcpListener>,
+    listener: Option<TcpListener>,
     /// Every open connection; its key is its token.
     conns: Slab<Connection>,
     /// Deadlines of all connections.
@@ -186,7 +195,7 @@ impl EventLoop {
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(EventLoop {
             poll,
-            listeners: Vec::new(),
+            listener: None,
             conns: Slab::new(),
             timers: Timers::new(),
             pool: BufferPool::new(),
@@ -212,30 +221,20 @@ impl EventLoop {
         }
     }
 
-    /// Adds an already bound and listening socket to accept on (it is set
-    /// non-blocking here).
+    /// Gives the loop its listening socket, already bound and listening (it
+    /// is set non-blocking here). A loop has one at most; a stage 5 worker
+    /// has none and only gets connections handed over.
     pub fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
+        if self.listener.is_some() {
+            return Err(io::Error::other("this event loop has a listener already"));
+        }
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
-        let token = Token(LISTENER_BASE - self.listeners.len());
         self.poll
             .registry()
-            .register(&mut listener, token, Interest::READABLE)?;
-        self.listeners.push(listener);
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some(listener);
         Ok(())
-    }
-
-    /// Serves a connection accepted elsewhere, from the loop's own thread.
-    /// (From another thread, use [`Handle::hand_over`].)
-    pub fn register_stream(&mut self, stream: std::net::TcpStream) -> io::Result<()> {
-        stream.set_nonblocking(true)?;
-        let peer = stream.peer_addr()?;
-        self.add_connection(TcpStream::from_std(stream), peer, Instant::now())
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.conns.len()
     }
 
     // ANCHOR: run
@@ -265,9 +264,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.take_inbox(now),
-                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                        self.accept_all(now);
-                    }
+                    LISTENER => self.accept_all(now),
                     Token(key) => {
                         // The connection may have been closed earlier in
                         // this batch: then the event is stale.
@@ -406,50 +403,51 @@ impl EventLoop {
     // ANCHOR_END: expire
 
     // ANCHOR: accept
-    /// Accepts until `WouldBlock` on every listener, unless paused.
+    /// Accepts until `WouldBlock`, unless paused.
     fn accept_all(&mut self, now: Instant) {
         if self.accept.paused_until.is_some() || self.grace_deadline.is_some() {
             return;
         }
-        for i in 0..self.listeners.len() {
-            loop {
-                if self.conns.len() >= self.config.max_connections {
-                    // Leave the rest in the kernel's queue; `close` and
-                    // `resume_accepting` come back for them.
-                    self.accept.full = true;
-                    return;
+        loop {
+            if self.conns.len() >= self.config.max_connections {
+                // Leave the rest in the kernel's queue; `close` and
+                // `resume_accepting` come back for them.
+                self.accept.full = true;
+                return;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Err(e) = self.add_connection(stream, peer, now) {
+                        log::warn!("registering a connection: {e}");
+                    }
                 }
-                match self.listeners[i].accept() {
-                    Ok((stream, peer)) => {
-                        if let Err(e) = self.add_connection(stream, peer, now) {
-                            log::warn!("registering a connection: {e}");
-                        }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The client gave up while queued: next one.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection
+                    // stays queued and the listener stays readable.
+                    // Retrying now would spin at 100% CPU: pause.
+                    if self
+                        .accept
+                        .last_logged
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                    {
+                        log::error!("accept: {e}; pausing accepting for {ACCEPT_PAUSE:?}");
+                        self.accept.last_logged = Some(now);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // The client gave up while queued: next one.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                    Err(e) => {
-                        // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection
-                        // stays queued and the listener stays readable.
-                        // Retrying now would spin at 100% CPU: pause.
-                        if self
-                            .accept
-                            .last_logged
-                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-                        {
-                            log::error!("accept: {e}; pausing accepting for {ACCEPT_PAUSE:?}");
-                            self.accept.last_logged = Some(now);
-                        }
-                        self.accept.paused_until = Some(now + ACCEPT_PAUSE);
-                        return;
-                    }
+                    self.accept.paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
                 }
             }
         }
     }
 
-    /// Comes back to the listeners after a pause: the queued connections
+    /// Comes back to the listener after a pause: the queued connections
     /// raise no new event (rule 3).
     fn resume_accepting(&mut self, now: Instant) {
         if self.accept.paused_until.is_some_and(|t| t <= now) {
@@ -515,7 +513,7 @@ impl EventLoop {
     /// period for the others; their next response says `Connection: close`.
     fn begin_shutdown(&mut self, now: Instant) {
         self.grace_deadline = Some(now + self.config.timeouts.grace);
-        for mut listener in self.listeners.drain(..) {
+        if let Some(mut listener) = self.listener.take() {
             // Closing it is enough to leave epoll; deregister to be explicit.
             let _ = self.poll.registry().deregister(&mut listener);
         }
