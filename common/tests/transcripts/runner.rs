@@ -17,7 +17,8 @@
 //! says `2>&1`). In the expected text `[..]` stands for any part of a line
 //! and a line `...` for any number of lines: the parts that change from
 //! run to run (dates, ports, pids, timings) are written that way, never
-//! left out. Trailing blank lines are ignored on both sides.
+//! left out. Blanks at the ends of lines and trailing blank lines are
+//! ignored on both sides: they cannot be seen on the page.
 //!
 //! # Servers and background jobs
 //!
@@ -252,6 +253,9 @@ impl Shell {
             .env("TERM", "dumb")
             .env("LC_ALL", "C.UTF-8")
             .env_remove("RUST_LOG")
+            // Scratch files a page makes (`mktemp -d`) go in the runner's
+            // folder, which is removed when the page ends.
+            .env("TMPDIR", &dir)
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -413,8 +417,21 @@ fn matches(actual: &str, expected: &str) -> bool {
 }
 
 fn compare(actual: &str, expected: &str) -> Result<(), String> {
-    let actual = actual.trim_end_matches('\n').to_string() + "\n";
-    let expected = expected.trim_end_matches('\n').to_string() + "\n";
+    // Blanks at the end of a line cannot be seen on the page (tools that
+    // pad their columns, `ss`, `column -t`, print them), nor can trailing
+    // empty lines: neither is compared.
+    let tidy = |text: &str| {
+        let mut t: String = text.lines().map(|l| l.trim_end().to_string() + "\n").collect();
+        while t.ends_with("\n\n") {
+            t.pop();
+        }
+        if t.is_empty() {
+            t.push('\n');
+        }
+        t
+    };
+    let actual = tidy(actual);
+    let expected = tidy(expected);
     // Paths are compared as written: a `\` in an strace line is not a
     // Windows path separator.
     snapbox::Assert::new()
