@@ -421,7 +421,10 @@ fn compare(actual: &str, expected: &str) -> Result<(), String> {
     // pad their columns, `ss`, `column -t`, print them), nor can trailing
     // empty lines: neither is compared.
     let tidy = |text: &str| {
-        let mut t: String = text.lines().map(|l| l.trim_end().to_string() + "\n").collect();
+        let mut t: String = text
+            .lines()
+            .map(|l| l.trim_end().to_string() + "\n")
+            .collect();
         while t.ends_with("\n\n") {
             t.pop();
         }
