@@ -239,12 +239,15 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<i32> {
             return Ok(1);
         }
     };
+    let site = if stage == 2 {
+        format!("; site {}", fixture.root.display())
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "Checking `{}` against the stage {stage} rubric (listening on {}; site {}).",
-        server.command_line,
-        server.addr,
-        fixture.root.display()
+        "Checking `{}` against the stage {stage} rubric (listening on {}{site}).",
+        server.command_line, server.addr,
     )?;
     // A check that panics has its panic reported as its failure; the
     // default hook would also print it in the middle of the report.
@@ -402,7 +405,13 @@ fn summary(graded: &[Graded], out: &mut dyn Write) -> io::Result<i32> {
         .filter(|g| matches!(g.outcome, Outcome::Fail(_)))
         .count();
     let skipped = graded.len() - passed - failed;
-    let required = graded.iter().filter(|g| g.level == Level::Required).count();
+    // A check the learner did not opt into (a stage 1 option) skips
+    // itself and is not counted as required.
+    let required = graded
+        .iter()
+        .filter(|g| g.level == Level::Required)
+        .filter(|g| g.not_run || !matches!(g.outcome, Outcome::Skip(_)))
+        .count();
     let blocking = graded.iter().filter(|g| g.blocks()).count();
     let extra = graded.iter().filter(|g| g.level == Level::Extra).count();
     let extra_passed = graded

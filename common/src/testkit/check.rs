@@ -83,7 +83,7 @@ impl Failure {
             .unwrap_or(self.got.len())
             .min(120);
         let line = String::from_utf8_lossy(&self.got[..end]).into_owned();
-        if line.starts_with("HTTP/") {
+        if line.starts_with("HTTP/") || super::client::find(&self.request, b" HTTP/1.").is_none() {
             line
         } else {
             format!("{line:?} (not a status line: no `HTTP/1.x CODE REASON` first)")

@@ -113,9 +113,25 @@ pub static CHECKS: &[Check<EchoCtx>] = &[
 struct Line {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// A chat room: lines are sent as `ECHO …` (a chat relays plain lines
+    /// to the others instead of echoing them), and announcements
+    /// (`* bob joined`) and relays are passed over.
+    chat: bool,
 }
 
 impl Line {
+    /// A connection for the echo checks: in a chat room, through `ECHO`.
+    fn echo(ctx: &EchoCtx) -> Result<Line, Failure> {
+        if ctx.chat && !ctx.line_protocol {
+            return Err(Failure::skip(
+                "--chat without --line-protocol: a chat room echoes nothing to check",
+            ));
+        }
+        let mut l = Line::open(ctx.addr)?;
+        l.chat = ctx.chat;
+        Ok(l)
+    }
+
     fn open(addr: SocketAddr) -> Result<Line, Failure> {
         check::record_connect(addr);
         let stream = TcpStream::connect_timeout(&addr, check::io_timeout())
@@ -126,6 +142,7 @@ impl Line {
         Ok(Line {
             stream,
             buf: Vec::new(),
+            chat: false,
         })
     }
 
@@ -165,8 +182,24 @@ impl Line {
     }
 
     fn ask(&mut self, line: &str) -> Result<String, Failure> {
-        self.send(format!("{line}\n").as_bytes())?;
-        Ok(String::from_utf8_lossy(&self.line()?).into_owned())
+        self.send(format!("{}{line}\n", self.prefix()).as_bytes())?;
+        self.reply()
+    }
+
+    /// What goes before a line to have it echoed.
+    fn prefix(&self) -> &'static str {
+        if self.chat { "ECHO " } else { "" }
+    }
+
+    /// The next line that answers this client (in a chat room, not an
+    /// announcement or another member's line).
+    fn reply(&mut self) -> Result<String, Failure> {
+        loop {
+            let line = String::from_utf8_lossy(&self.line()?).into_owned();
+            if !(self.chat && (line.starts_with("* ") || line.starts_with('['))) {
+                return Ok(line);
+            }
+        }
     }
 
     /// True if the server closes the connection (EOF or reset) within the
@@ -181,7 +214,7 @@ impl Line {
 }
 
 fn lines_come_back_exactly(ctx: &EchoCtx) -> CheckResult {
-    let mut c = Line::open(ctx.addr)?;
+    let mut c = Line::echo(ctx)?;
     for line in [
         "hello world",
         "  leading and trailing spaces  ",
@@ -196,22 +229,24 @@ fn lines_come_back_exactly(ctx: &EchoCtx) -> CheckResult {
 }
 
 fn several_lines_in_one_write(ctx: &EchoCtx) -> CheckResult {
-    let mut c = Line::open(ctx.addr)?;
-    c.send(b"one\ntwo\nthree\n")?;
+    let mut c = Line::echo(ctx)?;
+    let p = c.prefix();
+    c.send(format!("{p}one\n{p}two\n{p}three\n").as_bytes())?;
     for want in ["one", "two", "three"] {
-        let got = String::from_utf8_lossy(&c.line()?).into_owned();
+        let got = c.reply()?;
         ensure_eq!(got, want, "each line of one write back in order");
     }
     Ok(())
 }
 
 fn line_split_across_writes(ctx: &EchoCtx) -> CheckResult {
-    let mut c = Line::open(ctx.addr)?;
-    for piece in ["spl", "it acr", "oss wri", "tes\n"] {
+    let mut c = Line::echo(ctx)?;
+    let first = format!("{}spl", c.prefix());
+    for piece in [first.as_str(), "it acr", "oss wri", "tes\n"] {
         c.send(piece.as_bytes())?;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let got = String::from_utf8_lossy(&c.line()?).into_owned();
+    let got = c.reply()?;
     ensure_eq!(got, "split across writes", "the line back once, whole");
     Ok(())
 }
@@ -221,19 +256,22 @@ fn megabyte_stream_while_reading(ctx: &EchoCtx) -> CheckResult {
     // reads: a server that writes without checking how much `write` took,
     // or that stops reading while its output is full, loses or garbles
     // lines, or stalls.
+    let c = Line::echo(ctx)?;
+    let mut to_send = Vec::with_capacity(1 << 20);
     let mut sent = Vec::with_capacity(1 << 20);
     let mut i = 0u32;
     while sent.len() < 1 << 20 {
-        sent.extend_from_slice(format!("line {i:07} of the megabyte stream\n").as_bytes());
+        let line = format!("line {i:07} of the megabyte stream\n");
+        to_send.extend_from_slice(c.prefix().as_bytes());
+        to_send.extend_from_slice(line.as_bytes());
+        sent.extend_from_slice(line.as_bytes());
         i += 1;
     }
-    let c = Line::open(ctx.addr)?;
-    check::record_sent(&sent);
+    check::record_sent(&to_send);
     let mut writer = c
         .stream
         .try_clone()
         .map_err(|e| Failure::new(format!("a second handle on the socket: {e}")))?;
-    let to_send = sent.clone();
     let sender = std::thread::spawn(move || writer.write_all(&to_send));
     let mut got = Vec::with_capacity(sent.len());
     let mut chunk = [0u8; 65536];
@@ -290,7 +328,7 @@ fn disconnect_mid_line_does_not_hurt_the_next(ctx: &EchoCtx) -> CheckResult {
     )
     .ok();
     drop(b);
-    let mut c = Line::open(ctx.addr)?;
+    let mut c = Line::echo(ctx)?;
     let back = c.ask("the next client")?;
     ensure_eq!(back, "the next client", "the next client's line back");
     Ok(())
@@ -302,11 +340,11 @@ fn clients_at_once(ctx: &EchoCtx) -> CheckResult {
             "--blocking: the server serves one client at a time",
         ));
     }
-    let mut first = Line::open(ctx.addr)?;
+    let mut first = Line::echo(ctx)?;
     ensure_eq!(first.ask("first")?, "first", "the first client's line");
     // The first client stays connected and silent; the second must be
     // answered all the same.
-    let mut second = Line::open(ctx.addr)?;
+    let mut second = Line::echo(ctx)?;
     ensure_eq!(
         second.ask("second")?,
         "second",
