@@ -342,13 +342,12 @@ pub fn grade<C: Send + Sync + 'static>(
         let (outcome, took) = if let Some(why) = &stop {
             (Outcome::Skip(why.clone()), Duration::ZERO)
         } else if left.is_zero() {
-            let why = format!(
-                "not run: the rubric's time budget of {budget:?} ran out (the server was slow to answer or to close)"
-            );
+            let why = "not run: the time budget ran out".to_string();
             stop = Some(why.clone());
             writeln!(
                 out,
-                "  the time budget ran out: the remaining checks did not run"
+                "  the rubric's time budget of {budget:?} ran out (the server was slow to \
+                 answer or to close): the remaining checks did not run"
             )?;
             (Outcome::Skip(why), Duration::ZERO)
         } else {
@@ -495,6 +494,9 @@ pub struct Server {
     pub command_line: String,
     /// The last lines it wrote to stdout and stderr.
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// A message from each output reader when it reaches the end, so that
+    /// a report on an exited server waits for its last lines.
+    eofs: Vec<mpsc::Receiver<()>>,
 }
 
 /// Keeps the last [`TAIL_LINES`] lines of `from` in `tail`; sends the
@@ -503,7 +505,8 @@ fn keep_tail(
     from: impl Read + Send + 'static,
     tail: Arc<Mutex<VecDeque<String>>>,
     announce: Option<mpsc::Sender<SocketAddr>>,
-) {
+) -> mpsc::Receiver<()> {
+    let (done, eof) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(from);
         let mut buf = Vec::new();
@@ -522,7 +525,9 @@ fn keep_tail(
                 t.push_back(line);
             }
         }
+        let _ = done.send(());
     });
+    eof
 }
 
 impl Server {
@@ -557,17 +562,19 @@ impl Server {
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
+        let mut eofs = Vec::new();
         if let Some(o) = child.stdout.take() {
-            keep_tail(o, tail.clone(), Some(tx));
+            eofs.push(keep_tail(o, tail.clone(), Some(tx)));
         }
         if let Some(e) = child.stderr.take() {
-            keep_tail(e, tail.clone(), None);
+            eofs.push(keep_tail(e, tail.clone(), None));
         }
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             command_line,
             tail,
+            eofs,
         };
         let deadline = Instant::now() + startup;
         loop {
@@ -630,7 +637,14 @@ impl Server {
 impl Watched for Server {
     fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!("{status}{}", self.tail_text())),
+            Ok(Some(status)) => {
+                // Its output ends when it (and what it started) exited; a
+                // child that keeps the pipes open costs at most a second.
+                for eof in &self.eofs {
+                    let _ = eof.recv_timeout(Duration::from_millis(500));
+                }
+                Some(format!("{status}{}", self.tail_text()))
+            }
             _ => None,
         }
     }

@@ -389,3 +389,42 @@ fn a_server_that_answers_http10_only_fails_the_keep_alive_checks_only() {
         "{report}"
     );
 }
+
+/// A server that accepts connections and never answers fails each check
+/// by its timeout, and the rubric stops when its budget runs out, saying
+/// so: nothing hangs.
+#[test]
+fn a_silent_server_runs_out_the_budget() {
+    if !require_tool(
+        &["python3", "--version"],
+        "python3",
+        "the silent-server test",
+    ) {
+        return;
+    }
+    let silent = "import socket, time\n\
+                  s = socket.socket()\n\
+                  s.bind(('127.0.0.1', {port}))\n\
+                  s.listen(512)\n\
+                  time.sleep(600)\n";
+    let (code, out) = bench_check(&[
+        "--stage",
+        "2",
+        "--timeout",
+        "1",
+        "--budget",
+        "3",
+        "--",
+        "python3",
+        "-c",
+        silent,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("time budget of 3s ran out"), "{out}");
+    assert!(
+        out.contains("SKIP get_index (not run: the time budget ran out)"),
+        "{out}"
+    );
+    assert!(out.contains("(the check timed out"), "{out}");
+    assert!(out.ends_with(" failed\n"), "{out}");
+}

@@ -45,6 +45,9 @@ pub struct Failure {
     /// True when the check could not run (a missing tool): a SKIP, not a
     /// FAIL.
     pub skipped: bool,
+    /// The connection spoke HTTP (the answer should start with a status
+    /// line).
+    pub http: bool,
 }
 
 /// What every check returns.
@@ -60,6 +63,7 @@ impl Failure {
             got: Vec::new(),
             addr: None,
             skipped: false,
+            http: false,
         }
     }
 
@@ -83,7 +87,7 @@ impl Failure {
             .unwrap_or(self.got.len())
             .min(120);
         let line = String::from_utf8_lossy(&self.got[..end]).into_owned();
-        if line.starts_with("HTTP/") || super::client::find(&self.request, b" HTTP/1.").is_none() {
+        if line.starts_with("HTTP/") || !self.http {
             line
         } else {
             format!("{line:?} (not a status line: no `HTTP/1.x CODE REASON` first)")
@@ -174,6 +178,8 @@ pub struct Exchange {
     pub sent_len: usize,
     /// The first bytes received.
     pub got: Vec<u8>,
+    /// It spoke HTTP.
+    pub http: bool,
 }
 
 thread_local! {
@@ -188,6 +194,11 @@ pub fn record_connect(addr: SocketAddr) {
             ..Exchange::default()
         }
     });
+}
+
+/// The latest connection speaks HTTP.
+pub fn record_http() {
+    LAST.with(|l| l.borrow_mut().http = true);
 }
 
 /// Bytes sent on the latest connection.
@@ -224,6 +235,7 @@ pub fn fail(expected: impl Into<String>) -> Failure {
         got: ex.got,
         addr: ex.addr,
         skipped: false,
+        http: ex.http,
     }
 }
 
@@ -359,8 +371,9 @@ pub fn run_with_timeout<C: Send + Sync + 'static>(
     }
     let outcome = rx.recv_timeout(timeout).unwrap_or_else(|_| {
         Outcome::Fail(Failure::new(format!(
-            "an answer within {timeout:?} (the check timed out: the server \
-             stopped answering, or holds a connection open)"
+            "an answer within {:.1} s (the check timed out: the server \
+             stopped answering, or holds a connection open)",
+            timeout.as_secs_f64()
         )))
     });
     (outcome, started.elapsed())

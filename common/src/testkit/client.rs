@@ -59,6 +59,7 @@ impl Client {
     /// shutdown, say).
     pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
         check::record_connect(addr);
+        check::record_http();
         let stream = TcpStream::connect_timeout(&addr, check::io_timeout())?;
         stream.set_read_timeout(Some(check::io_timeout()))?;
         stream.set_write_timeout(Some(check::io_timeout()))?;
@@ -99,21 +100,26 @@ impl Client {
     /// Reads one response, or fails the check saying what went wrong.
     pub fn answer(&mut self, head_request: bool) -> Result<Response, Failure> {
         self.try_response(head_request).map_err(|e| {
+            let closed = matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+            );
+            if closed && self.responses > 0 && self.buf.is_empty() {
+                // The root cause, whether or not a write failed first.
+                return fail(format!(
+                    "an answer to request {} on this connection, but the server closed it \
+                     after {} response(s): HTTP/1.1 connections stay open unless a side \
+                     says `Connection: close` (RFC 9112 9.3)",
+                    self.responses + 1,
+                    self.responses
+                ));
+            }
             let why = match (&self.write_error, e.kind()) {
                 (Some(w), _) => format!("sending the request failed ({w}), and then: {e}"),
                 (None, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     format!("no complete response within {:?}", check::io_timeout())
-                }
-                (None, io::ErrorKind::UnexpectedEof)
-                    if self.responses > 0 && self.buf.is_empty() =>
-                {
-                    return fail(format!(
-                        "an answer to request {} on this connection, but the server closed it \
-                         after {} response(s): HTTP/1.1 connections stay open unless a side \
-                         says `Connection: close` (RFC 9112 9.3)",
-                        self.responses + 1,
-                        self.responses
-                    ));
                 }
                 _ => e.to_string(),
             };

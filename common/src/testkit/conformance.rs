@@ -1783,7 +1783,7 @@ fn junk_and_resets_leave_server_serving(ctx: &Ctx) -> CheckResult {
     ensure!(
         all.is_empty() || all.starts_with(b"HTTP/1.1 400") || all.starts_with(b"HTTP/1.0 400"),
         "a 400 or a plain close for binary junk, not {:?}",
-        String::from_utf8_lossy(&all)
+        super::check::shorten(&String::from_utf8_lossy(&all), 60)
     );
     drop(c);
     // A client that sends half a request and resets the connection.
