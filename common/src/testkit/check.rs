@@ -184,6 +184,19 @@ pub struct Exchange {
 
 thread_local! {
     static LAST: RefCell<Exchange> = RefCell::new(Exchange::default());
+    static STRICT_FRAMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// On this thread, demand `Content-Length` on every response with a body,
+/// as our stages always send it (the strict suite); otherwise chunked and
+/// close-delimited bodies are read too, as the RFCs permit (the checker).
+pub fn set_strict_framing(on: bool) {
+    STRICT_FRAMING.with(|s| s.set(on));
+}
+
+/// See [`set_strict_framing`].
+pub fn strict_framing() -> bool {
+    STRICT_FRAMING.with(|s| s.get())
 }
 
 /// A new connection to `addr`: the exchange starts over.

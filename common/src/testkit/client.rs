@@ -169,7 +169,15 @@ impl Client {
         let chunked = r
             .header("Transfer-Encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if head_request || status == 304 || status == 204 || (100..200).contains(&status) {
+        let no_body =
+            head_request || status == 304 || status == 204 || (100..200).contains(&status);
+        if !no_body && check::strict_framing() && r.header("Content-Length").is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "response without Content-Length",
+            ));
+        }
+        if no_body {
             // No body, whatever the headers say.
         } else if chunked {
             r.body = self.read_chunked()?;
