@@ -188,8 +188,8 @@ fn a_server_that_exits_is_reported() {
     assert!(out.contains("no such luck"), "{out}");
 }
 
-/// `--list` prints the rubric without starting anything, and `--only`
-/// runs one check.
+/// `--list` prints the rubric without starting anything, `--only` runs one
+/// check, and `--json` writes the results.
 #[test]
 fn list_and_only() {
     let (code, out) = bench_check(&["--stage", "2", "--list"]);
@@ -203,11 +203,15 @@ fn list_and_only() {
     assert_eq!(code, 0);
     assert!(out.contains("megabyte_stream_while_reading"), "{out}");
     let bin = build("stage4-epoll");
+    let dir = bench::targets::TempDir::new("check-json").expect("a temp dir");
+    let json = dir.path.join("results.json");
     let (code, out) = bench_check(&[
         "--stage",
         "2",
         "--only",
         "ranges",
+        "--json",
+        &json.to_string_lossy(),
         "--",
         &bin.to_string_lossy(),
         "--addr",
@@ -217,6 +221,14 @@ fn list_and_only() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with("1 passed, 0 failed\n"), "{out}");
+    // `--json` writes the same results as data.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
+            .expect("valid JSON");
+    assert_eq!(doc["passed"], 1, "{doc}");
+    assert_eq!(doc["required_passed"], true, "{doc}");
+    assert_eq!(doc["checks"][0]["name"], "ranges", "{doc}");
+    assert_eq!(doc["checks"][0]["outcome"], "pass", "{doc}");
 }
 
 /// What is wrong with a server written here.
