@@ -414,8 +414,22 @@ fn chat_broadcast_and_nicks(ctx: &EchoCtx) -> CheckResult {
         heard.contains("alice"),
         "the relayed line to name its sender: {heard:?}"
     );
-    // Not echoed to its sender: alice's next line answers her PING... or,
-    // without the line protocol, echoes nothing; a taken name is refused.
+    // Not echoed to its sender: with the line protocol, the lines alice
+    // gets up to the answer to her PING do not hold her own message.
+    if ctx.line_protocol {
+        alice.send(b"PING\n")?;
+        loop {
+            let line = String::from_utf8_lossy(&alice.line()?).into_owned();
+            ensure!(
+                !line.contains("hello, room"),
+                "a line not to come back to its sender, but alice got {line:?}"
+            );
+            if line == "PONG" {
+                break;
+            }
+        }
+    }
+    // A taken name is refused.
     let mut carol = Line::open(ctx.addr)?;
     let taken = carol.ask("NICK alice")?;
     ensure!(
