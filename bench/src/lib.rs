@@ -21,6 +21,8 @@
 //! - [`report`]: the results model, the terminal table, `results.json`,
 //!   the Markdown summary; [`charts`]: the SVG figures.
 //! - [`machine`]: what the machine is, and CPU pinning.
+//! - [`check`]: `bench check --stage N -- COMMAND`, the stage checker that
+//!   grades anyone's server with the checks of `common::testkit`.
 //!
 //! # Interface
 //!
@@ -41,6 +43,7 @@
 //! general-purpose tool: HTTP/1.1 over plain TCP, `Content-Length` bodies.
 
 pub mod charts;
+pub mod check;
 pub mod latency;
 pub mod loadgen;
 pub mod machine;

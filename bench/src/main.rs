@@ -27,8 +27,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 // keep their names and meaning, and a change goes through a deprecation.
 /// Compare the servers of this workspace (and nginx) under load.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// `check`: grade any server against a stage's rubric instead of
+    /// measuring (`bench check --stage 2 -- COMMAND {port} {root}`).
+    #[command(subcommand)]
+    command: Option<Cmd>,
+
     /// The short profile (about two minutes on two cores) instead of the
     /// full one.
     #[arg(long)]
@@ -105,8 +110,21 @@ struct Args {
     wrk_check_only: bool,
 }
 
+/// The subcommands; without one, the bench measures.
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Grade a server (any language) against a stage's rubric: the checks
+    /// this workspace's stages pass, with each failure explained and a
+    /// command that reproduces it. Exits 0 only when every required check
+    /// passes.
+    Check(bench::check::CheckArgs),
+}
+
 fn main() {
     let args = Args::parse();
+    if let Some(Cmd::Check(check)) = &args.command {
+        std::process::exit(bench::check::main(check));
+    }
     if let Err(e) = run(&args) {
         eprintln!("bench: {e}");
         std::process::exit(1);

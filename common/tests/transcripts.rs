@@ -77,6 +77,7 @@ chapters! {
     stage3_threadpool => "stage3-threadpool.md",
     stage4_epoll => "stage4-epoll.md",
     stage5_prefork => "stage5-prefork.md",
+    checking => "checking.md",
     hardening => "hardening.md",
     debugging => "debugging.md",
 }

@@ -1,7 +1,7 @@
-//! Stage 2 against the shared conformance suite.
+//! Stage 2 against the shared conformance suite: one `#[test]` per check
+//! (`cargo test -p stage2-http-seq --test conformance ranges` runs one),
+//! all against one sequential server started on first use.
 
-/// Every behaviour the shared suite checks, against the sequential server.
-#[test]
-fn stage2_passes_the_conformance_suite() {
-    common::testkit::conformance::run_suite(env!("CARGO_BIN_EXE_stage2-http-seq"), &[]);
+common::conformance_tests! {
+    sequential => (env!("CARGO_BIN_EXE_stage2-http-seq"), &[]),
 }

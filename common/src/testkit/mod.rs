@@ -10,8 +10,10 @@
 
 pub mod abuse;
 pub mod browser;
+pub mod check;
 pub mod client;
 pub mod conformance;
+pub mod echo;
 pub mod fdlock;
 pub mod goaccess;
 pub mod status;
