@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::testkit::ServerProcess;
 use common::testkit::abuse::{
-    Slowloris, normal_clients, slow_reader_does_not_block_others, ticks_while_out_of_descriptors,
+    normal_clients, slow_reader_does_not_block_others, slowloris_crowd_is_served_alongside,
+    ticks_while_out_of_descriptors,
 };
 use common::testkit::status;
 
@@ -22,7 +23,6 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// alongside it, not after it was let go.
 #[test]
 fn slowloris_crowd_does_not_stop_normal_clients() {
-    const CROWD: u64 = 300;
     let server = ServerProcess::start(
         BIN,
         &[
@@ -35,36 +35,7 @@ fn slowloris_crowd_does_not_stop_normal_clients() {
             "off",
         ],
     );
-    let before = normal_clients(server.addr, "/files/notes.txt", 200);
-    let crowd = Slowloris::start(server.addr, CROWD as usize, Duration::from_millis(200));
-    // The status request is one more open connection.
-    status::wait_until_at_least(
-        server.addr,
-        "http_connections_active",
-        CROWD + 1,
-        STATE_TIMEOUT,
-    );
-    let during = normal_clients(server.addr, "/files/notes.txt", 200);
-    let after = status::scrape(server.addr).expect("the status page");
-    let still_open = status::value(&after, "http_connections_active").unwrap_or(0);
-    let timed_out = status::samples(&after, "http_timeouts_total")
-        .into_iter()
-        .find(|&(labels, _)| labels == "kind=\"header\"")
-        .map(|(_, n)| n);
-    let opened = crowd.stop();
-    eprintln!(
-        "stage 4, {opened} slowloris connections: normal p50 {:?} -> {:?}, p99 {:?} -> {:?}",
-        before.percentile(50.0),
-        during.percentile(50.0),
-        before.percentile(99.0),
-        during.percentile(99.0),
-    );
-    assert_eq!(opened as u64, CROWD, "every slowloris connection opened");
-    assert_eq!(during.count(200), 200, "{during:?}");
-    assert!(
-        still_open > CROWD && timed_out == Some(0),
-        "the crowd was still connected after the normal clients:\n{after}"
-    );
+    slowloris_crowd_is_served_alongside(server.addr, 300, "stage 4");
 }
 
 /// A client reading a large file slowly does not hold up the others.

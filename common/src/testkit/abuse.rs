@@ -236,3 +236,48 @@ pub fn slow_reader_does_not_block_others(bin: &str, extra_args: &[&str]) {
     );
     drop(slow);
 }
+
+/// The slowloris check every concurrent stage runs, against a server
+/// started with a header timeout longer than the test: `crowd` slowloris
+/// connections are opened, and once the status page counts them all (the
+/// status request is one more), 200 normal clients must all get 200; then
+/// the crowd must still be connected, none of it timed out — the normal
+/// clients were served alongside it, not after it was let go. Prints the
+/// latency figures (tagged `stage`) and returns the status page as it was
+/// while the crowd was connected, for checks of the stage's own.
+pub fn slowloris_crowd_is_served_alongside(addr: SocketAddr, crowd: u64, stage: &str) -> String {
+    use super::status;
+    let before = normal_clients(addr, "/files/notes.txt", 200);
+    let slow = Slowloris::start(addr, crowd as usize, Duration::from_millis(200));
+    let page = status::wait_until_at_least(
+        addr,
+        "http_connections_active",
+        crowd + 1,
+        Duration::from_secs(30),
+    );
+    let during = normal_clients(addr, "/files/notes.txt", 200);
+    let after = status::scrape(addr).expect("the status page");
+    let still_open = status::value(&after, "http_connections_active").unwrap_or(0);
+    // A connection cut off by the header timeout lingers (and is counted
+    // open) for a while after its 408: the timeout counter is what says
+    // that none of the crowd was let go.
+    let timed_out = status::samples(&after, "http_timeouts_total")
+        .into_iter()
+        .find(|&(labels, _)| labels == "kind=\"header\"")
+        .map(|(_, n)| n);
+    let opened = slow.stop();
+    eprintln!(
+        "{stage}, {opened} slowloris connections: normal p50 {:?} -> {:?}, p99 {:?} -> {:?}",
+        before.percentile(50.0),
+        during.percentile(50.0),
+        before.percentile(99.0),
+        during.percentile(99.0),
+    );
+    assert_eq!(opened as u64, crowd, "every slowloris connection opened");
+    assert_eq!(during.count(200), 200, "{during:?}");
+    assert!(
+        still_open > crowd && timed_out == Some(0),
+        "the crowd was still connected after the normal clients:\n{after}"
+    );
+    page
+}
