@@ -2,19 +2,12 @@
 //! stages run (`common::testkit::abuse`). Run with `--nocapture` to see the
 //! figures the course quotes.
 
-use std::time::Duration;
-
 use common::testkit::ServerProcess;
 use common::testkit::abuse::{
-    normal_clients, slow_reader_does_not_block_others, slowloris_crowd_is_served_alongside,
-    ticks_while_out_of_descriptors,
+    self, slow_reader_does_not_block_others, slowloris_crowd_is_served_alongside,
 };
-use common::testkit::status;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage4-epoll");
-
-/// How long a test waits for the status page to show a state.
-const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// 300 slowloris connections on one event loop cost each only a timer and a
 /// socket: while the whole crowd is connected (the status page shows it),
@@ -48,23 +41,5 @@ fn a_slow_reader_does_not_hold_up_others() {
 /// retrying at 100% CPU, and accepts again once descriptors are free.
 #[test]
 fn descriptor_exhaustion_does_not_spin_and_recovers() {
-    let server = ServerProcess::start(
-        BIN,
-        &["--loops", "1", "--max-fds", "48", "--access-log", "off"],
-    );
-    let used = ticks_while_out_of_descriptors(server.pid(), server.addr);
-    eprintln!("stage 4 out of descriptors: {used} CPU ticks in 1 s");
-    assert!(used < 50, "the loop used {used} ticks of CPU in 1 s");
-    status::wait_for(
-        server.addr,
-        "the held connections to close",
-        STATE_TIMEOUT,
-        |page| status::value(page, "http_connections_active") == Some(1),
-    );
-    let after = normal_clients(server.addr, "/files/notes.txt", 10);
-    assert_eq!(
-        after.count(200),
-        10,
-        "the server did not recover: {after:?}"
-    );
+    abuse::descriptor_exhaustion_does_not_spin_and_recovers(BIN, &["--loops", "1"], "stage 4");
 }

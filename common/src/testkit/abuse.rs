@@ -281,3 +281,31 @@ pub fn slowloris_crowd_is_served_alongside(addr: SocketAddr, crowd: u64, stage: 
     );
     page
 }
+
+/// The out-of-descriptors check every concurrent stage runs: `bin` started
+/// with `extra_args`, `--max-fds 48` and no access log gets more
+/// connections than it has descriptors for; in the second that follows it
+/// must use under half a core (spinning on `accept` would use all of it),
+/// and once the held connections are gone (the status page shows only its
+/// own) it must serve 10 normal clients with 200. Prints the ticks used.
+pub fn descriptor_exhaustion_does_not_spin_and_recovers(
+    bin: &str,
+    extra_args: &[&str],
+    stage: &str,
+) {
+    use super::status;
+    let mut args = extra_args.to_vec();
+    args.extend_from_slice(&["--max-fds", "48", "--access-log", "off"]);
+    let server = super::ServerProcess::start(bin, &args);
+    let used = ticks_while_out_of_descriptors(server.pid(), server.addr);
+    eprintln!("{stage} out of descriptors: {used} CPU ticks in 1 s");
+    assert!(used < 50, "{stage} used {used} ticks of CPU in 1 s");
+    status::wait_for(
+        server.addr,
+        "the held connections to close",
+        Duration::from_secs(30),
+        |page| status::value(page, "http_connections_active") == Some(1),
+    );
+    let after = normal_clients(server.addr, "/files/notes.txt", 10);
+    assert_eq!(after.count(200), 10, "{stage} did not recover: {after:?}");
+}
