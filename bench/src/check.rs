@@ -392,17 +392,25 @@ fn print_outcome<C>(c: &Check<C>, outcome: &Outcome, out: &mut dyn Write) -> io:
     }
 }
 
+/// How many checks passed and how many failed (the rest were skipped).
+fn passed_and_failed(graded: &[Graded]) -> (usize, usize) {
+    let count = |pass: bool| {
+        graded
+            .iter()
+            .filter(|g| match g.outcome {
+                Outcome::Pass => pass,
+                Outcome::Fail(_) => !pass,
+                Outcome::Skip(_) => false,
+            })
+            .count()
+    };
+    (count(true), count(false))
+}
+
 /// The last lines: counts, and the exit status (0 only when every
 /// required check passed).
 fn summary(graded: &[Graded], out: &mut dyn Write) -> io::Result<i32> {
-    let passed = graded
-        .iter()
-        .filter(|g| matches!(g.outcome, Outcome::Pass))
-        .count();
-    let failed = graded
-        .iter()
-        .filter(|g| matches!(g.outcome, Outcome::Fail(_)))
-        .count();
+    let (passed, failed) = passed_and_failed(graded);
     let skipped = graded.len() - passed - failed;
     // A check the learner did not opt into (a stage 1 option) skips
     // itself and is not counted as required.
@@ -464,14 +472,7 @@ fn write_json(path: &Path, args: &CheckArgs, graded: &[Graded]) -> io::Result<()
             })
         })
         .collect();
-    let passed = graded
-        .iter()
-        .filter(|g| matches!(g.outcome, Outcome::Pass))
-        .count();
-    let failed = graded
-        .iter()
-        .filter(|g| matches!(g.outcome, Outcome::Fail(_)))
-        .count();
+    let (passed, failed) = passed_and_failed(graded);
     let doc = serde_json::json!({
         "stage": args.stage,
         "command": args.command,
