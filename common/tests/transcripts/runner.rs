@@ -289,6 +289,14 @@ impl Shell {
         // Job control: each background job gets a process group of its own,
         // so that stopping one is Ctrl-C in its terminal.
         let mut setup = String::from("set -m\n");
+        // Descriptors the test harness left open (cargo's jobserver, a
+        // CI runner's pipes) are closed, so the numbers a page shows
+        // (`fd=3` in `ss`, a listener's descriptor) are the same on every
+        // machine.
+        setup.push_str(
+            "for __fd in /proc/$$/fd/*; do __fd=${__fd##*/}; \
+             if [ \"$__fd\" -gt 2 ]; then eval \"exec $__fd>&-\" 2>/dev/null; fi; done; unset __fd\n",
+        );
         if isolated {
             setup.push_str("ip link set lo up\n");
         }
