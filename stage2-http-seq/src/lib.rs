@@ -19,8 +19,9 @@
 //! # Layout
 //! - [`run`]: the accept loop.
 //! - [`serve_connection`]: one connection, request after request.
-//! - [`Hooks`] and [`serve_connection_with`]: the same loop, steerable by a
-//!   server that shares its threads between connections (stage 3).
+//! - [`prepare`], [`send_response`], [`time_out`], [`readable_now`] and
+//!   [`Track`]: the loop's pieces, which stage 3's workers reuse in a loop
+//!   of their own.
 //! - [`io`]: blocking helpers the next stage reuses: reading with a
 //!   deadline, `sendfile`, and the lingering close.
 
@@ -83,77 +84,15 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
 }
 // ANCHOR_END: accept_loop
 
-// ANCHOR: hooks
-/// How a server that shares threads between connections steers
-/// [`serve_connection_with`]. Stage 2 owns the only thread and needs none of
-/// this: every method's default keeps its behaviour.
-pub trait Hooks {
-    /// True when other connections are waiting for a thread. The next
-    /// response then says `Connection: close`, and a keep-alive connection
-    /// idle between requests is closed instead of waited on.
-    fn others_waiting(&self) -> bool {
-        false
-    }
-
-    /// How long an idle keep-alive connection waits before asking
-    /// [`Hooks::others_waiting`] again; `None` never asks.
-    fn recheck_every(&self) -> Option<Duration> {
-        None
-    }
-
-    /// True: before closing a connection that looks idle (at shutdown, or
-    /// to make room), look whether a request already sits in the kernel's
-    /// receive buffer, and answer it first.
-    fn answer_arrived(&self) -> bool {
-        false
-    }
-
-    /// Called after each response is written.
-    fn responded(&self, _reply: &Reply) {}
-
-    /// Called when an idle keep-alive connection is closed because
-    /// [`Hooks::others_waiting`] said so.
-    fn yielded(&self) {}
-}
-// ANCHOR_END: hooks
-
-/// Stage 2's hooks: nobody else waits for its only thread; but at shutdown
-/// a request that already arrived on an idle connection is still answered
-/// (closing would reset it, and the client could not tell it was unread).
-struct Sequential;
-
-impl Hooks for Sequential {
-    fn answer_arrived(&self) -> bool {
-        true
-    }
-}
-
+// ANCHOR: serve_connection
 /// Serves one connection until the client closes it, a timeout fires, an
 /// error occurs, or the server shuts down.
 pub fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    opts: &Options<'_>,
-) -> std::io::Result<()> {
-    serve_connection_with(stream, peer, opts, &Sequential)
-}
-
-/// True if `stream` has bytes (or an EOF) to read right now.
-fn readable_now(stream: &TcpStream, signals: &Signals) -> std::io::Result<bool> {
-    signals.wait_readable(stream.as_fd(), Some(Duration::ZERO))
-}
-
-// ANCHOR: serve_connection
-/// [`serve_connection`], steered by `hooks`.
-pub fn serve_connection_with(
     mut stream: TcpStream,
     peer: SocketAddr,
     opts: &Options<'_>,
-    hooks: &dyn Hooks,
 ) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(opts.timeouts.send))?;
+    prepare(&stream, opts)?;
     let site = opts.site;
     // Counts the connection as open (and idle, while it waits between
     // requests) for the status page, until it is dropped.
@@ -169,20 +108,13 @@ pub fn serve_connection_with(
     let mut request_began = Instant::now();
     let mut last_response = Instant::now();
     loop {
+        // Once a shutdown has started, the next response is the last one.
         let draining = opts.signals.shutdown_requested();
-        // Others waiting for a thread make this response the last one.
-        let crowded = hooks.others_waiting();
-        let (used, step) = conn.next(&input, site, draining || crowded, &mut out);
+        let (used, step) = conn.next(&input, site, draining, &mut out);
         input.drain(..used);
         match step {
             Step::Respond(reply) => {
-                stream.write_all(&out).map_err(|e| track.send_error(e))?;
-                out.clear();
-                if let Some(region) = &reply.file {
-                    send_region(&stream, region, opts.signals, opts.timeouts.grace)
-                        .map_err(|e| track.send_error(e))?;
-                }
-                hooks.responded(&reply);
+                send_response(&stream, &mut out, &reply, opts, &track)?;
                 if !reply.keep_alive {
                     linger_close(&stream);
                     return Ok(());
@@ -197,33 +129,23 @@ pub fn serve_connection_with(
             Step::NeedInput => {
                 // With nothing received, the connection is waiting: for its
                 // first request (header timeout from the accept) or between
-                // requests (keep-alive timeout). A shutdown closes it at once.
+                // requests (keep-alive timeout).
                 let waiting = input.is_empty() && !conn.skipping_body();
                 let idle = waiting && conn.served() > 0;
-                let yielding = idle && crowded;
-                if (waiting && draining) || yielding {
-                    let arrived = hooks.answer_arrived() && readable_now(&stream, opts.signals)?;
-                    if !arrived {
-                        if yielding && !draining {
-                            hooks.yielded();
-                        }
-                        return Ok(());
-                    }
+                // A shutdown closes a waiting connection at once, unless a
+                // request already sits in the receive buffer: closing then
+                // would reset it, and the client could not tell it was unread.
+                if waiting && draining && !readable_now(&stream, opts.signals)? {
+                    return Ok(());
                 }
                 let deadline = if idle {
                     last_response + opts.timeouts.keepalive
                 } else {
                     request_began + opts.timeouts.header
                 };
-                // An idle connection wakes now and then to ask the hooks
-                // whether someone else needs this thread.
-                let wait_end = match hooks.recheck_every() {
-                    Some(every) if idle => deadline.min(Instant::now() + every),
-                    _ => deadline,
-                };
                 let wake = waiting.then_some(opts.signals);
                 track.idle(waiting);
-                let outcome = read_until(&mut stream, &mut input, wait_end, wake)?;
+                let outcome = read_until(&mut stream, &mut input, deadline, wake)?;
                 track.idle(false);
                 match outcome {
                     ReadOutcome::Data => {
@@ -232,18 +154,8 @@ pub fn serve_connection_with(
                         }
                     }
                     ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
-                    ReadOutcome::TimedOut if wait_end < deadline => {}
                     ReadOutcome::TimedOut => {
-                        site.counters.timeout(if idle {
-                            Timeout::KeepAlive
-                        } else {
-                            Timeout::Header
-                        });
-                        if let Some(_reply) = conn.timeout(&input, site, &mut out) {
-                            stream.write_all(&out)?;
-                            linger_close(&stream);
-                        }
-                        return Ok(());
+                        return time_out(&mut stream, &mut conn, &input, idle, opts, &mut out);
                     }
                 }
             }
@@ -252,15 +164,72 @@ pub fn serve_connection_with(
 }
 // ANCHOR_END: serve_connection
 
+// The pieces of the loop that stage 3's workers reuse as they are.
+
+/// Puts a freshly accepted connection in the shape the loop expects:
+/// blocking, no Nagle delay, and a send timeout on every write.
+pub fn prepare(stream: &TcpStream, opts: &Options<'_>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(opts.timeouts.send))
+}
+
+/// Writes the response the core built into `out` (head, and a small body
+/// read into memory), then `sendfile`s the file region if there is one.
+pub fn send_response(
+    mut stream: &TcpStream,
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    opts: &Options<'_>,
+    track: &Track,
+) -> std::io::Result<()> {
+    stream.write_all(out).map_err(|e| track.send_error(e))?;
+    out.clear();
+    if let Some(region) = &reply.file {
+        send_region(stream, region, opts.signals, opts.timeouts.grace)
+            .map_err(|e| track.send_error(e))?;
+    }
+    Ok(())
+}
+
+/// A header or keep-alive timeout fired: count it, send the core's `408`
+/// if it has one for this state (a partial request), and close.
+pub fn time_out(
+    stream: &mut TcpStream,
+    conn: &mut Conn,
+    input: &[u8],
+    idle: bool,
+    opts: &Options<'_>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    opts.site.counters.timeout(if idle {
+        Timeout::KeepAlive
+    } else {
+        Timeout::Header
+    });
+    if conn.timeout(input, opts.site, out).is_some() {
+        stream.write_all(out)?;
+        linger_close(stream);
+    }
+    Ok(())
+}
+
+/// True if `stream` has bytes (or an EOF) to read right now.
+pub fn readable_now(stream: &TcpStream, signals: &Signals) -> std::io::Result<bool> {
+    signals.wait_readable(stream.as_fd(), Some(Duration::ZERO))
+}
+
 /// A connection as the status page counts it: open from `Track::open` to
 /// drop, idle while it waits for a request with nothing received.
-struct Track {
+#[derive(Debug)]
+pub struct Track {
     counters: &'static Counters,
     idle: bool,
 }
 
 impl Track {
-    fn open(counters: &'static Counters) -> Track {
+    /// Counts a new open connection.
+    pub fn open(counters: &'static Counters) -> Track {
         counters.opened();
         Track {
             counters,
@@ -268,7 +237,8 @@ impl Track {
         }
     }
 
-    fn idle(&mut self, idle: bool) {
+    /// Marks the connection idle (waiting with nothing received) or not.
+    pub fn idle(&mut self, idle: bool) {
         if idle != self.idle {
             self.counters.idle(idle);
             self.idle = idle;

@@ -20,10 +20,11 @@
 //!   let the workers drain it, join them;
 //! - **stats** in atomics, logged at shutdown.
 //!
-//! **What changed since stage 2.** Stage 2's `serve_connection` is reused
-//! as it is, through a small [`stage2_http_seq::Hooks`] trait by which this
-//! stage asks it to end keep-alive when others wait. What is new is
-//! everything *around* the connection: who runs it, and when.
+//! **What changed since stage 2.** A worker runs stage 2's connection loop
+//! with the fairness policy added ([`connection`]: it ends keep-alive when
+//! others wait), built from stage 2's pieces (reading with a deadline,
+//! `sendfile`, the timeouts, the lingering close) called as they are. What
+//! is new is everything *around* the connection: who runs it, and when.
 //!
 //! **What it still cannot do.** Hold more connections than it has threads
 //! *cheaply*. Each busy connection pins a whole thread (a stack, a kernel
@@ -35,11 +36,13 @@
 //!
 //! # Layout
 //! - [`run`]: the acceptor loop; [`reject_busy`]: the `503` it sends.
-//! - [`serve`]: what a worker does with one connection.
+//! - [`serve`]: what a worker does with one connection;
+//!   [`connection`]: its loop, stage 2's plus the fairness policy.
 //! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
 //! - [`queue`]: the two bounded queues.
 //! - [`stats`]: the counters.
 
+pub mod connection;
 #[cfg(all(test, not(loom)))]
 mod mistake;
 pub mod pool;
@@ -53,10 +56,10 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::http::{Conn, Reply, Site};
+use common::http::{Conn, Site};
 use common::server::Timeouts;
 use common::signals::Signals;
-use stage2_http_seq::{Hooks, Options, serve_connection_with};
+use stage2_http_seq::Options;
 
 use crate::pool::ThreadPool;
 use crate::queue::PushError;
@@ -95,46 +98,9 @@ pub struct Context {
     pub panic_path: Option<String>,
 }
 
-// ANCHOR: fairness
-/// Stage 3's answers to stage 2's [`Hooks`]: the fairness policy.
-struct PoolHooks<'a> {
-    ctx: &'a Context,
-}
-
-impl Hooks for PoolHooks<'_> {
-    /// Connections waiting in the queue mean this one should let go.
-    fn others_waiting(&self) -> bool {
-        self.ctx.fair && self.ctx.stats.others_waiting()
-    }
-
-    /// A worker blocked reading an idle connection cannot be told that the
-    /// queue filled up, so it looks now and then.
-    fn recheck_every(&self) -> Option<Duration> {
-        self.ctx.fair.then_some(RECHECK_EVERY)
-    }
-
-    /// A connection that was queued was accepted: it is owed an answer even
-    /// when a shutdown starts before its worker reads the request.
-    fn answer_arrived(&self) -> bool {
-        true
-    }
-
-    fn responded(&self, reply: &Reply) {
-        let stats = &self.ctx.stats;
-        Stats::bump(&stats.requests);
-        stats
-            .bytes
-            .fetch_add(reply.body_len, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn yielded(&self) {
-        Stats::bump(&self.ctx.stats.yielded);
-    }
-}
-// ANCHOR_END: fairness
-
 // ANCHOR: serve
-/// A worker's job: serve one connection to its end with stage 2's loop.
+/// A worker's job: serve one connection to its end with
+/// [`connection::serve_connection`], stage 2's loop plus the fairness policy.
 /// Errors belong to the connection: they are logged, never returned.
 pub fn serve(incoming: Incoming, ctx: &Context) {
     let Incoming { stream, peer } = incoming;
@@ -148,7 +114,7 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
         timeouts: ctx.timeouts,
         signals: &ctx.signals,
     };
-    if let Err(e) = serve_connection_with(stream, peer, &opts, &PoolHooks { ctx }) {
+    if let Err(e) = connection::serve_connection(stream, peer, &opts, ctx) {
         log::debug!("{peer}: {e}");
     }
     Stats::bump(&ctx.stats.served);

@@ -1,0 +1,123 @@
+//! A worker's connection loop: stage 2's loop, plus the fairness policy.
+//!
+//! Stage 2 owns its only thread, so its loop serves a connection for as
+//! long as the client likes. A worker of the pool shares its thread with
+//! every connection still waiting in the queue, so this loop asks, before
+//! each response and while a keep-alive connection is idle, whether others
+//! wait (`--fair`), and lets go of its connection if they do. Everything
+//! else — reading with a deadline, writing and `sendfile`, the timeouts,
+//! the lingering close — is stage 2's, called as it is.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use common::http::{Conn, Step};
+use stage2_http_seq::io::{ReadOutcome, linger_close, read_until};
+use stage2_http_seq::{Options, Track, prepare, readable_now, send_response, time_out};
+
+use crate::stats::Stats;
+use crate::{Context, RECHECK_EVERY};
+
+// ANCHOR: serve_connection
+/// Serves one connection until the client closes it, a timeout fires, an
+/// error occurs, the server shuts down — or, with `--fair`, other
+/// connections are waiting for a worker.
+pub fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    opts: &Options<'_>,
+    ctx: &Context,
+) -> std::io::Result<()> {
+    prepare(&stream, opts)?;
+    let site = opts.site;
+    // Counts the connection as open (and idle, while it waits between
+    // requests) for the status page, until it is dropped.
+    let mut track = Track::open(site.counters);
+    let mut conn = Conn::new(peer.ip());
+    // Bytes received and not yet consumed by the parser (a partial head, or
+    // the next pipelined requests).
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    // The response being built; reused for every response on the connection.
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // When the current request's head began: the header timeout counts from
+    // here, so a client trickling one byte at a time is still cut off.
+    let mut request_began = Instant::now();
+    let mut last_response = Instant::now();
+    loop {
+        // Once a shutdown has started, the next response is the last one.
+        let draining = opts.signals.shutdown_requested();
+        // With `--fair`, connections waiting in the queue make this
+        // response the last one.
+        let crowded = ctx.fair && ctx.stats.others_waiting();
+        let (used, step) = conn.next(&input, site, draining || crowded, &mut out);
+        input.drain(..used);
+        match step {
+            Step::Respond(reply) => {
+                send_response(&stream, &mut out, &reply, opts, &track)?;
+                // The pool's counters.
+                Stats::bump(&ctx.stats.requests);
+                ctx.stats.bytes.fetch_add(reply.body_len, Ordering::Relaxed);
+                if !reply.keep_alive {
+                    linger_close(&stream);
+                    return Ok(());
+                }
+                last_response = Instant::now();
+                request_began = last_response;
+            }
+            Step::Close => {
+                linger_close(&stream);
+                return Ok(());
+            }
+            Step::NeedInput => {
+                // With nothing received, the connection is waiting: for its
+                // first request (header timeout from the accept) or between
+                // requests (keep-alive timeout).
+                let waiting = input.is_empty() && !conn.skipping_body();
+                let idle = waiting && conn.served() > 0;
+                // A shutdown closes a waiting connection at once, unless a
+                // request already sits in the receive buffer: closing then
+                // would reset it, and the client could not tell it was unread.
+                // With `--fair`, so does a crowd in the queue, on an idle one.
+                let yielding = idle && crowded;
+                if ((waiting && draining) || yielding) && !readable_now(&stream, opts.signals)? {
+                    if yielding && !draining {
+                        Stats::bump(&ctx.stats.yielded);
+                    }
+                    return Ok(());
+                }
+                let deadline = if idle {
+                    last_response + opts.timeouts.keepalive
+                } else {
+                    request_began + opts.timeouts.header
+                };
+                // A worker blocked reading an idle connection cannot be
+                // told that the queue filled up, so it wakes now and then to
+                // look again.
+                let wait_end = if idle && ctx.fair {
+                    deadline.min(Instant::now() + RECHECK_EVERY)
+                } else {
+                    deadline
+                };
+                let wake = waiting.then_some(opts.signals);
+                track.idle(waiting);
+                let outcome = read_until(&mut stream, &mut input, wait_end, wake)?;
+                track.idle(false);
+                match outcome {
+                    ReadOutcome::Data => {
+                        if waiting {
+                            request_began = Instant::now();
+                        }
+                    }
+                    ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
+                    // Only the recheck's short wait ended: look again.
+                    ReadOutcome::TimedOut if wait_end < deadline => {}
+                    ReadOutcome::TimedOut => {
+                        return time_out(&mut stream, &mut conn, &input, idle, opts, &mut out);
+                    }
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: serve_connection
