@@ -228,16 +228,20 @@ impl HttpConfig {
         })
     }
 
-    /// Installs signal handlers, starts the logs and loads the site. Call it
-    /// from the main thread before starting any other thread. `server` is
-    /// the `Server` header value (the stage's name).
-    pub fn start(&self, server: &str) -> io::Result<Server> {
-        self.start_with_status(server, None, &crate::stats::PROCESS)
+    /// What a stage's `main` calls first: installs signal handlers, starts
+    /// the logs and loads the site, with a status page filled by `status`
+    /// and the process's own counters; on an error, prints it and exits.
+    /// Call it from the main thread before starting any other thread.
+    /// `server` is the `Server` header value (the stage's name).
+    pub fn start_or_exit(&self, server: &str, status: Arc<dyn StatusSource>) -> Server {
+        self.start_with_status(server, Some(status), &crate::stats::PROCESS)
+            .unwrap_or_else(|e| fatal(&e))
     }
 
-    /// Like [`HttpConfig::start`], for a stage that serves a status page
-    /// filled by `status` (at `--status-path`, unless that is `off`) and
-    /// counts into `counters` (stage 5: its scoreboard slot).
+    /// Installs signal handlers, starts the logs and loads the site, for a
+    /// stage that serves a status page filled by `status` (at
+    /// `--status-path`, unless that is `off`) and counts into `counters`
+    /// (stage 5: its scoreboard slot). `server` is the `Server` header value.
     pub fn start_with_status(
         &self,
         server: &str,

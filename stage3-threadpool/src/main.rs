@@ -76,14 +76,7 @@ fn main() {
         signals,
         logs,
         timeouts,
-    } = args
-        .http
-        .start_with_status(
-            env!("CARGO_PKG_NAME"),
-            Some(status),
-            &common::stats::PROCESS,
-        )
-        .unwrap_or_else(|e| fatal(&e));
+    } = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     // Raises the open-files limit, binds, and sets --backlog.
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));

@@ -35,14 +35,7 @@ fn main() {
     let want = (args.http.max_fds > 0).then_some(args.http.max_fds);
     let fd_limit = set_fd_limit(want).unwrap_or_else(|e| fatal(&format!("RLIMIT_NOFILE: {e}")));
     let status = common::stats::page(Some(Box::new(stage4_epoll::render_stats)));
-    let server = args
-        .http
-        .start_with_status(
-            env!("CARGO_PKG_NAME"),
-            Some(status),
-            &common::stats::PROCESS,
-        )
-        .unwrap_or_else(|e| fatal(&e));
+    let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     log::info!(
         "{} event loop(s), up to {} connections each, {fd_limit} file descriptors",
         args.loops,
