@@ -4,11 +4,126 @@
 //! Every figure carries a footer naming the machine and the date, and says
 //! what the whiskers are (the lowest and highest round).
 
+use std::fs;
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::{ScenarioSummary, Status};
+use crate::report::{Cell, ChartList, PointSummary, Results, ScenarioSummary, Status};
+use crate::stats::Spread;
+
+/// The files [`write_all`] may write: each is removed first, so that a
+/// chart the results no longer allow does not linger from an earlier run.
+const FILES: [&str; 5] = [
+    "throughput.svg",
+    "latency.svg",
+    "bandwidth.svg",
+    "memory.svg",
+    "workers.svg",
+];
+
+/// Draws into `out` the charts the results allow and returns `(file,
+/// caption)` for each: throughput over the sweep; latency next to slow
+/// clients (else at the sweep's c=16); the 1 MiB bandwidth; memory per
+/// idle connection; connections per worker process.
+pub fn write_all(out: &Path, results: &Results) -> ChartList {
+    for f in FILES {
+        let _ = fs::remove_file(out.join(f));
+    }
+    let footer = footer(results);
+    let footer = footer.as_str();
+    let mut list = ChartList::new();
+    // Draws `file` and lists it with `caption` if it was drawn (a chart
+    // with nothing measured to show is not).
+    let mut add = |file: &str, caption: &str, draw: &dyn Fn(&Path) -> Res| {
+        let path = out.join(file);
+        match draw(&path) {
+            Ok(()) if path.exists() => list.push((file.to_string(), caption.to_string())),
+            Ok(()) => {}
+            Err(e) => eprintln!("bench: chart {file}: {e}"),
+        }
+    };
+    let find = |name: &str| results.scenarios.iter().find(|s| s.name == name);
+    if let Some(s) = find("sweep") {
+        add(
+            "throughput.svg",
+            "Throughput vs keep-alive connections",
+            &|path| throughput(path, s, footer),
+        );
+    }
+    if let Some(s) = find("slow-clients") {
+        let last = s.points.len().saturating_sub(1);
+        let title = "Normal clients' latency next to slow clients (open loop)";
+        add(
+            "latency.svg",
+            "Latency of normal clients next to slow clients (open loop)",
+            &|path| latency(path, s, last, title, footer),
+        );
+    } else if let Some(s) = find("sweep") {
+        let i = s.points.iter().position(|p| p.x >= 16.0).unwrap_or(0);
+        let title = format!(
+            "Latency percentiles, keep-alive {} (closed loop)",
+            s.points.get(i).map_or("", |p| p.label.as_str())
+        );
+        add("latency.svg", &title, &|path| {
+            latency(path, s, i, &title, footer)
+        });
+    }
+    if let Some(p) = find("large-file").and_then(|s| s.points.last()) {
+        let title = format!("1 MiB file, {}: bandwidth", p.label);
+        let data = measured_bars(p, |c| c.mib_per_sec);
+        add("bandwidth.svg", &title, &|path| {
+            bars(path, &title, "MiB/s", &data, footer)
+        });
+    }
+    if let Some(p) = find("idle").and_then(|s| s.points.first()) {
+        let title = format!("Server memory per idle connection ({})", p.label);
+        let data = measured_bars(p, |c| c.pss_per_idle_conn_kib);
+        let y_desc = "KiB of PSS per idle connection";
+        add("memory.svg", &title, &|path| {
+            bars(path, &title, y_desc, &data, footer)
+        });
+    }
+    if let Some(p) = find("workers").and_then(|s| s.points.first()) {
+        let title = format!("Connections per worker process ({})", p.label);
+        let data: Vec<_> = p
+            .cells
+            .iter()
+            .filter(|c| c.status == Status::Measured)
+            .map(|c| (c.target.clone(), c.per_worker_conns.clone()))
+            .collect();
+        let y_desc = "connections held in mid-run (workers sorted by share)";
+        add("workers.svg", &title, &|path| {
+            groups(path, &title, y_desc, &data, footer)
+        });
+    }
+    list
+}
+
+/// The line under every chart: the machine, the profile, what the
+/// whiskers are, the pinning.
+fn footer(results: &Results) -> String {
+    format!(
+        "{} · profile {}, median of {} rounds, whiskers min–max · {}",
+        results.machine.label(),
+        results.profile.name,
+        results.profile.rounds,
+        results.pinning
+    )
+}
+
+/// One bar per measured server at `point`: `figure`'s median, min and max.
+fn measured_bars(
+    point: &PointSummary,
+    figure: impl Fn(&Cell) -> Option<Spread>,
+) -> Vec<(String, f64, f64, f64)> {
+    point
+        .cells
+        .iter()
+        .filter(|c| c.status == Status::Measured)
+        .filter_map(|c| figure(c).map(|m| (c.target.clone(), m.median, m.min, m.max)))
+        .collect()
+}
 
 /// Width and height of every chart, pixels.
 const SIZE: (u32, u32) = (900, 520);
@@ -328,7 +443,7 @@ type Whisker = (f64, f64, f64, f64);
 /// point of `s`.
 fn measured_series(
     s: &ScenarioSummary,
-    value: impl Fn(&crate::report::Cell) -> Option<(f64, f64, f64)>,
+    value: impl Fn(&Cell) -> Option<(f64, f64, f64)>,
 ) -> Vec<(String, Vec<Whisker>)> {
     let mut out: Vec<(String, Vec<Whisker>)> = Vec::new();
     for p in &s.points {

@@ -17,9 +17,15 @@
 //! - [`procfs`]: CPU time, RSS/PSS and open fds of a process tree.
 //! - [`targets`]: finding and building the stages, starting and stopping
 //!   servers (stages, nginx, `--peer` commands).
-//! - [`scenarios`]: the seven scenarios and the rounds that interleave them.
+//! - [`lineup`]: which servers a run compares: the table of the flags the
+//!   bench gives each stage (and stage 5's variants) and of the nginx
+//!   configurations, and each server's description, read from its
+//!   binary's `--help`.
+//! - [`scenarios`]: the seven scenarios, their points, and what one run
+//!   measures; [`rounds`]: running them in interleaved rounds.
 //! - [`report`]: the results model, the terminal table, `results.json`,
 //!   the Markdown summary; [`charts`]: the SVG figures.
+//! - [`wrk`]: the wrk agreement check (`--wrk-check`).
 //! - [`machine`]: what the machine is, and CPU pinning.
 //! - [`check`]: `bench check --stage N -- COMMAND`, the stage checker that
 //!   grades anyone's server with the checks of `common::testkit`.
@@ -45,11 +51,14 @@
 pub mod charts;
 pub mod check;
 pub mod latency;
+pub mod lineup;
 pub mod loadgen;
 pub mod machine;
 pub mod procfs;
 pub mod report;
+pub mod rounds;
 pub mod scenarios;
 pub mod slow;
 pub mod stats;
 pub mod targets;
+pub mod wrk;

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -689,6 +692,48 @@ pub fn markdown(results: &Results, charts: &ChartList) -> String {
         s,
         "\nColumns: p50/p99/p99.9 are latencies (closed loop: from send; open loop: from the intended send time). `starved`: connections that completed no request in the window. `srv CPU`: cores the server used; `req/CPU-s`: responses per CPU-second of server time. PSS: the server's proportional set size, summed over its processes, in mid-run."
     );
+    s
+}
+
+/// Writes `results.json` and `summary.md` into `out`.
+pub fn write_files(out: &Path, results: &Results, charts: &ChartList) -> io::Result<()> {
+    fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(results).map_err(io::Error::other)?,
+    )?;
+    fs::write(out.join("summary.md"), markdown(results, charts))
+}
+
+/// What the terminal shows at the end of a run: the machine and profile,
+/// the servers that could not be run, each scenario's table, the wrk check.
+pub fn terminal_text(results: &Results) -> String {
+    let mut s = String::new();
+    let p = &results.profile;
+    let _ = writeln!(s, "{}", results.machine.label());
+    let _ = writeln!(
+        s,
+        "profile {}: {} rounds × {:.2} s (+{:.2} s warm-up); {}; load generator threads: {}\n",
+        p.name,
+        p.rounds,
+        p.duration.as_secs_f64(),
+        p.warmup.as_secs_f64(),
+        results.pinning,
+        results.loadgen_threads
+    );
+    for t in results
+        .targets
+        .iter()
+        .filter(|t| !t.status.starts_with("ok"))
+    {
+        let _ = writeln!(s, "{}: {}", t.name, t.status);
+    }
+    for sc in &results.scenarios {
+        let _ = writeln!(s, "\n== {} ({})", sc.title, sc.name);
+        s.push_str(&scenario_table(sc, results.reference.as_deref()).to_text());
+    }
+    if let Some(w) = &results.wrk_check {
+        let _ = writeln!(s, "\n== Load generator vs wrk\n{}", wrk_text(w));
+    }
     s
 }
 

@@ -1,11 +1,6 @@
-//! The scenarios, the profiles, and the rounds that run them.
-//!
-//! A *round* runs every selected scenario once against every target.
-//! Within a round the targets take turns (their order rotates from round to
-//! round), so every ratio the report prints compares runs made minutes
-//! apart on the same machine, and a slow drift of the machine (a neighbour
-//! compiling, thermal throttling) spreads over all targets alike. Several
-//! rounds give a median and a spread.
+//! The scenarios, the profiles, and what one run of a scenario's point
+//! measures ([`measure`]); [`crate::rounds`] runs them in interleaved
+//! rounds.
 
 use std::io;
 use std::net::SocketAddr;

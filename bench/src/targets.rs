@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::machine::Pinning;
+
 /// The HTTP stages, in course order, with the binary each package builds.
 pub const STAGES: [&str; 4] = [
     "stage2-http-seq",
@@ -103,6 +105,20 @@ pub fn build_release(root: &Path, package: &str) -> Result<PathBuf, String> {
         }
     }
     Err(format!("cargo built no binary named {package}"))
+}
+
+/// The release binary of `package` as an earlier build left it
+/// (`--no-build`): under `$CARGO_TARGET_DIR/release/` when that is set,
+/// else the workspace's `target/release/`.
+pub fn release_binary(root: &Path, package: &str) -> Result<PathBuf, String> {
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    let bin = target_dir.join("release").join(package);
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!("not built ({} missing)", bin.display()))
+    }
 }
 
 /// A directory removed when dropped.
@@ -244,6 +260,22 @@ pub struct StartOptions<'a> {
     pub pin: Option<&'a [usize]>,
     /// Pin the bench back to these CPUs after the server started.
     pub pin_back: Option<&'a [usize]>,
+}
+
+impl<'a> StartOptions<'a> {
+    /// The options the bench starts every server with: no extra flags,
+    /// keep-alive connections kept 300 s (the idle ones must outlive a
+    /// run), and the servers' CPUs when `pinning` says which.
+    pub fn new(root: &'a Path, scratch: &'a Path, pinning: Option<&'a Pinning>) -> Self {
+        StartOptions {
+            root,
+            scratch,
+            extra_args: &[],
+            keepalive_secs: 300,
+            pin: pinning.map(|p| p.server.as_slice()),
+            pin_back: pinning.map(|p| p.loadgen.as_slice()),
+        }
+    }
 }
 
 /// A running server; killed when dropped.
@@ -542,15 +574,23 @@ pub fn nginx_http_basics(dir: &Path) -> String {
     )
 }
 
-/// True when an `nginx` binary is on the `PATH`.
-pub fn nginx_installed() -> bool {
-    Command::new("nginx")
+/// The version of the `nginx` on the `PATH` (`nginx/1.22.1`, from
+/// `nginx -v`), or `None` when there is none.
+pub fn nginx_version() -> Option<String> {
+    let out = Command::new("nginx")
         .arg("-v")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    // `nginx version: nginx/1.22.1`, on stderr.
+    let text = String::from_utf8_lossy(&out.stderr);
+    Some(
+        text.split_once(':')
+            .map_or("nginx", |(_, v)| v.trim())
+            .to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use bench::lineup::Help;
 use bench::targets::TempDir;
 use common::testkit::require_tool;
 
@@ -242,6 +243,39 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
             }
         }
     }
+    // Each stage is described by its binary, not by the bench: the
+    // description its `--help` gives, the flags the bench passed, and the
+    // defaults of the stage's own flags as `--help` states them.
+    let line = |name: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(&format!("- `{name}`: ")))
+            .unwrap_or_else(|| panic!("no line for {name} under Servers:\n{summary}"))
+    };
+    for (stage, bin) in STAGES.iter().zip(&bins) {
+        let help = Help::of(bin).expect("the stage's --help runs");
+        assert!(
+            line(stage).contains(help.summary()),
+            "{stage} is not described as its --help says ({:?}):\n{summary}",
+            help.about
+        );
+    }
+    let stage3 = Help::of(&bins[0]).expect("stage 3's --help runs");
+    let threads = stage3
+        .flags
+        .iter()
+        .find(|f| f.long == "--threads")
+        .and_then(|f| f.default.clone())
+        .expect("stage 3's --help gives --threads a default");
+    assert!(
+        line("stage3-threadpool").contains(&format!("`--threads {threads}`")),
+        "stage 3's line does not give its default thread count:\n{summary}"
+    );
+    assert!(
+        line("stage4-epoll").contains("Run with `--loops 1`"),
+        "stage 4's line does not give the flags it was run with:\n{summary}"
+    );
+
     let headline = &tables[0];
     let names: Vec<&str> = headline.1.iter().map(|r| r[0].as_str()).collect();
     let mut expected: Vec<&str> = STAGES.to_vec();
