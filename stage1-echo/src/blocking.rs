@@ -12,7 +12,7 @@
 //! self-pipe ([`Signals::wait_readable`]), so Ctrl-C still gets a goodbye
 //! out; and that wait has the idle timeout, so a silent client cannot hold
 //! the server forever. The writes stay blocking: a client that never reads
-//! does stall this server — the problem `poll.rs` solves.
+//! does stall this server — the problem `event_loop.rs` solves.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

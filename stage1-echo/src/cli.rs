@@ -17,8 +17,14 @@ use serde::{Deserialize, Serialize};
 pub enum Model {
     /// One client at a time, blocking reads and writes.
     Blocking,
+    /// One thread, non-blocking sockets multiplexed with select(2): at most
+    /// FD_SETSIZE (1024) descriptors.
+    Select,
     /// One thread, non-blocking sockets multiplexed with poll(2).
     Poll,
+    /// One thread, non-blocking sockets multiplexed with epoll(7),
+    /// level-triggered unless `--edge`.
+    Epoll,
 }
 
 /// What the server does with a line that is not a command.
@@ -76,6 +82,19 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = Model::Poll)]
     pub model: Model,
 
+    /// With `--model epoll`: edge-triggered notification (EPOLLET) for the
+    /// client sockets.
+    #[arg(long)]
+    #[serde(default)]
+    pub edge: bool,
+
+    /// With `--model epoll --edge`: the classic mistake, for the chapter's
+    /// lab — one read per event, as level-triggered code does, so a client
+    /// that sends more than one read's worth (16 KiB) at once stalls.
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub edge_read_once: bool,
+
     /// Echo server or chat room.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
@@ -113,6 +132,12 @@ impl Config {
     /// Checks what the types cannot: returns a message for the user if a
     /// combination of settings makes no sense.
     pub fn validate(&self) -> Result<(), String> {
+        if self.edge && self.model != Model::Epoll {
+            return Err("--edge needs --model epoll".into());
+        }
+        if self.edge_read_once && !self.edge {
+            return Err("--edge-read-once needs --model epoll --edge".into());
+        }
         if self.framing == Framing::Protobuf && self.mode == Mode::Chat {
             return Err(
                 "--framing protobuf works with --mode echo only (chat relays free text)".into(),

@@ -1,4 +1,5 @@
-//! Stage 1: a TCP echo and chat server — first blocking, then `poll(2)`.
+//! Stage 1: a TCP echo and chat server — first blocking, then `select(2)`,
+//! `poll(2)` and `epoll(7)`.
 //!
 //! The first program of the course, before any HTTP. It teaches what every
 //! later stage takes for granted:
@@ -7,8 +8,9 @@
 //!   `accept`, `read`, `write`, `shutdown`, `close`;
 //! - robust I/O: a `read` returns *some* bytes — half a line, or three lines —
 //!   and a `write` may take only part of what it is given;
-//! - I/O multiplexing: one thread serving many clients with `poll(2)`, where
-//!   no client that stops reading can stall the others;
+//! - I/O multiplexing: one thread serving many clients with `select(2)`,
+//!   `poll(2)` or `epoll(7)` (level- or edge-triggered), where no client that
+//!   stops reading can stall the others;
 //! - framing: text lines versus length-prefixed protobuf frames;
 //! - clean shutdown: SIGINT/SIGTERM send everyone a `BYE` line, exit 0.
 //!
@@ -26,7 +28,8 @@
 //!   buffers, the chat room, backpressure, counters.
 //! - `net.rs`: opening the listening socket, one system call at a time.
 //! - `blocking.rs`: model 1, one client at a time.
-//! - `poll.rs`: model 2, one thread, every client, `poll(2)`.
+//! - `event_loop.rs`: models 2–4, one thread, every client, non-blocking;
+//!   `readiness.rs`: the three ways it waits (`select`, `poll`, `epoll`).
 //! - `client.rs`: `stage1-echo client`, to talk protobuf.
 //!
 //! The models only move bytes between sockets and a `Room`; everything that
@@ -34,20 +37,24 @@
 //!
 //! # What it cannot do
 //!
-//! Not for production. `poll` hands the kernel the whole list of sockets on
-//! every call and the loop walks all of them after each wake-up: O(clients)
-//! work per event, fine for hundreds, not for tens of thousands (stage 4
-//! uses `epoll`). One thread means one core. The blocking model serves one
+//! Not for production. `select` and `poll` hand the kernel the whole list of
+//! sockets on every call and the loop walks all of them after each wake-up:
+//! O(clients) work per event, fine for hundreds, not for tens of thousands;
+//! `select` cannot watch a descriptor numbered 1024 or more at all. `epoll`
+//! removes the kernel's share of that work, but this loop still builds its
+//! interest list every turn (stage 4 keeps per-connection state instead).
+//! One thread means one core. The blocking model serves one
 //! client at a time and a client that never reads stalls it. There is no
 //! TLS, no authentication, and chat names are first come, first served.
 
 mod blocking;
 mod cli;
 mod client;
+mod event_loop;
 mod framing;
 mod net;
-mod poll;
 mod protocol;
+mod readiness;
 mod room;
 
 use std::io::Write;
@@ -55,6 +62,8 @@ use std::process::ExitCode;
 
 use cli::{Config, LogLevel, Model};
 use common::signals::Signals;
+use event_loop::EdgeRules;
+use readiness::{EpollWaiter, Poll, Select};
 use room::Limits;
 
 fn main() -> ExitCode {
@@ -108,14 +117,25 @@ fn serve(config: &Config) -> std::io::Result<()> {
     drop(out);
     let name = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
     log::info!(
-        "model={} mode={} framing={}",
+        "model={}{} mode={} framing={}",
         name(&config.model),
+        if config.edge { " (edge-triggered)" } else { "" },
         name(&config.mode),
         name(&config.framing)
     );
+    let rules = if config.edge_read_once {
+        EdgeRules::Ignore
+    } else {
+        EdgeRules::Keep
+    };
     match config.model {
         Model::Blocking => blocking::run(listener, limits, &signals)?,
-        Model::Poll => poll::run(listener, limits, &signals)?,
+        Model::Select => event_loop::run(listener, limits, &signals, &mut Select, rules)?,
+        Model::Poll => event_loop::run(listener, limits, &signals, &mut Poll, rules)?,
+        Model::Epoll => {
+            let mut epoll = EpollWaiter::new(config.edge, event_loop::OWN_KEYS)?;
+            event_loop::run(listener, limits, &signals, &mut epoll, rules)?;
+        }
     }
     log::info!("shut down cleanly");
     Ok(())

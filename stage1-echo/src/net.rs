@@ -47,7 +47,7 @@ pub fn interrupted(err: &io::Error) -> bool {
 }
 
 /// How long a closing connection may take to say goodbye (see
-/// `poll.rs`'s lingering close): the same bound as the HTTP stages'.
+/// `event_loop.rs`'s lingering close): the same bound as the HTTP stages'.
 pub use common::limits::LINGER_TIME as LINGER;
 
 /// How long to stop accepting after `accept` fails for lack of resources

@@ -1,5 +1,5 @@
 //! The server's state, sans-IO: every client's buffers, the chat room, the
-//! counters. Both models (`blocking.rs`, `poll.rs`) drive a [`Room`] the
+//! counters. All models (`blocking.rs`, `event_loop.rs`) drive a [`Room`] the
 //! same way and only move bytes between it and the sockets:
 //!
 //! ```text
@@ -130,13 +130,19 @@ impl Room {
         }
     }
 
+    /// What a client that cannot be served is told before the close:
+    /// `ERR server full`, in the room's framing.
+    pub fn refusal(&self) -> Vec<u8> {
+        let mut refusal = Vec::new();
+        self.encode(&Reply::Err("server full".into()), &mut refusal);
+        refusal
+    }
+
     /// Admits a new connection, or returns the bytes of the refusal to send
     /// it (`ERR server full`) if `max_clients` are already connected.
     pub fn connect(&mut self, now: Instant) -> Result<ClientId, Vec<u8>> {
         if self.clients.len() >= self.limits.max_clients {
-            let mut refusal = Vec::new();
-            self.encode(&Reply::Err("server full".into()), &mut refusal);
-            return Err(refusal);
+            return Err(self.refusal());
         }
         Ok(self.clients.insert(Client {
             input: Vec::new(),

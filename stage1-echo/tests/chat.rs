@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{Client, start, stat};
+use support::{Client, MODELS, start, stat, with};
 
 /// Connects and takes `name`, returning the client once `OK` came back.
 fn member(server: &common::testkit::ServerProcess, name: &str) -> Client {
@@ -20,7 +20,14 @@ fn member(server: &common::testkit::ServerProcess, name: &str) -> Client {
 /// are both announced as `left`.
 #[test]
 fn chat_join_relay_and_leave() {
-    let server = start(&["--mode", "chat"]);
+    // The blocking model serves one client at a time: no room to chat in.
+    for model in &MODELS[1..] {
+        chat_join_relay_and_leave_on(model);
+    }
+}
+
+fn chat_join_relay_and_leave_on(model: &[&str]) {
+    let server = start(&with(model, &["--mode", "chat"]));
     let mut alice = member(&server, "alice");
     let mut bob = member(&server, "bob");
     assert_eq!(alice.line(), "* bob joined");
@@ -49,7 +56,14 @@ fn chat_join_relay_and_leave() {
 /// client who never joined hears nothing; commands still work in the room.
 #[test]
 fn chat_names_are_unique_and_guests_get_one() {
-    let server = start(&["--mode", "chat"]);
+    // The blocking model serves one client at a time: no room to chat in.
+    for model in &MODELS[1..] {
+        chat_names_are_unique_and_guests_get_one_on(model);
+    }
+}
+
+fn chat_names_are_unique_and_guests_get_one_on(model: &[&str]) {
+    let server = start(&with(model, &["--mode", "chat"]));
     let mut alice = member(&server, "alice");
     let mut lurker = Client::connect(&server);
     let mut other = Client::connect(&server);
@@ -70,7 +84,14 @@ fn chat_names_are_unique_and_guests_get_one() {
 /// `--max-pending`; the others are told it left, and the room keeps flowing.
 #[test]
 fn a_slow_chat_consumer_is_dropped_and_the_room_keeps_flowing() {
-    let server = start(&["--mode", "chat"]);
+    // The blocking model serves one client at a time: no room to chat in.
+    for model in &MODELS[1..] {
+        a_slow_chat_consumer_is_dropped_and_the_room_keeps_flowing_on(model);
+    }
+}
+
+fn a_slow_chat_consumer_is_dropped_and_the_room_keeps_flowing_on(model: &[&str]) {
+    let server = start(&with(model, &["--mode", "chat"]));
     let slow = member(&server, "slow");
     let mut watcher = member(&server, "watcher");
     let mut talker = member(&server, "talker");

@@ -1,4 +1,4 @@
-//! The line protocol in echo mode, against both models, over real sockets.
+//! The line protocol in echo mode, against every model, over real sockets.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::testkit::ServerProcess;
 use nix::sys::signal::Signal;
-use support::{Client, start, stat};
+use support::{Client, MODELS, start, stat, with};
 
 /// Runs every command once and checks the exact reply.
 fn every_command(server: &ServerProcess) {
@@ -37,42 +37,39 @@ fn every_command(server: &ServerProcess) {
     c.expect_closed();
 }
 
-/// Every command of the protocol gets its specified reply (poll model).
+/// Every command of the protocol gets its specified reply, from every
+/// model: blocking, select, poll, epoll, edge-triggered epoll.
 #[test]
-fn poll_model_answers_every_command() {
-    every_command(&start(&[]));
-}
-
-/// The blocking model speaks exactly the same protocol.
-#[test]
-fn blocking_model_answers_every_command() {
-    every_command(&start(&["--model", "blocking"]));
+fn every_model_answers_every_command() {
+    for model in MODELS {
+        every_command(&start(model));
+    }
 }
 
 /// A line that arrives one byte per write is answered once, whole.
 #[test]
 fn a_line_split_across_writes_is_answered_whole() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--model", model]);
+    for model in MODELS {
+        let server = start(&with(model, &[]));
         let mut c = Client::connect(&server);
         for b in b"ECHO split\r\n" {
             c.send([*b]);
         }
-        assert_eq!(c.line(), "split", "{model}");
-        assert_eq!(c.ask("PING"), "PONG", "{model}: nothing extra was sent");
+        assert_eq!(c.line(), "split", "{model:?}");
+        assert_eq!(c.ask("PING"), "PONG", "{model:?}: nothing extra was sent");
     }
 }
 
 /// A hundred lines in one write get a hundred replies, in order.
 #[test]
 fn many_lines_in_one_write_get_one_reply_each() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--model", model]);
+    for model in MODELS {
+        let server = start(&with(model, &[]));
         let mut c = Client::connect(&server);
         let batch: String = (0..100).map(|i| format!("ECHO line {i}\n")).collect();
         c.send(batch);
         for i in 0..100 {
-            assert_eq!(c.line(), format!("line {i}"), "{model}");
+            assert_eq!(c.line(), format!("line {i}"), "{model:?}");
         }
     }
 }
@@ -93,11 +90,15 @@ fn a_4000_byte_line_is_echoed_whole() {
 /// as the limit is passed: the server does not wait for the newline.
 #[test]
 fn an_overlong_line_gets_err_and_close() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--model", model]);
+    for model in MODELS {
+        let server = start(&with(model, &[]));
         let mut c = Client::connect(&server);
         c.send(vec![b'x'; 5000]);
-        assert_eq!(c.line(), "ERR message too long (max 4096 bytes)", "{model}");
+        assert_eq!(
+            c.line(),
+            "ERR message too long (max 4096 bytes)",
+            "{model:?}"
+        );
         c.expect_closed();
     }
 }
@@ -179,8 +180,8 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
 /// replies still queued — cost the server nothing but their connection.
 #[test]
 fn abrupt_resets_do_not_hurt_the_server() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--model", model]);
+    for model in MODELS {
+        let server = start(&with(model, &[]));
         let mut a = Client::connect(&server);
         assert_eq!(a.ask("PING"), "PONG");
         a.send("ECHO half a li");
@@ -190,23 +191,23 @@ fn abrupt_resets_do_not_hurt_the_server() {
         b.send("ECHO unread reply\n".repeat(10_000));
         b.reset();
         let mut c = Client::connect(&server);
-        assert_eq!(c.ask("PING"), "PONG", "{model}");
+        assert_eq!(c.ask("PING"), "PONG", "{model:?}");
         // The server notices the resets; wait for it, one round trip at a time.
         let clients = (0..1000)
             .map(|_| stat(&c.ask("STATS"), "clients"))
             .find(|&n| n == 1);
-        assert_eq!(clients, Some(1), "{model}");
+        assert_eq!(clients, Some(1), "{model:?}");
     }
 }
 
 /// `--idle-timeout` closes a silent client with a `BYE` line.
 #[test]
 fn idle_clients_get_bye() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--model", model, "--idle-timeout", "0.5"]);
+    for model in MODELS {
+        let server = start(&with(model, &["--idle-timeout", "0.5"]));
         let mut c = Client::connect(&server);
         assert_eq!(c.ask("PING"), "PONG");
-        assert_eq!(c.line(), "BYE idle timeout", "{model}");
+        assert_eq!(c.line(), "BYE idle timeout", "{model:?}");
         c.expect_closed();
     }
 }

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 
-use support::{BIN, start};
+use support::{BIN, MODELS, start, with};
 
 /// Reads one frame: the varint length, then that many bytes.
 fn read_frame(s: &mut TcpStream) -> Vec<u8> {
@@ -55,11 +55,11 @@ fn error_body(text: &str) -> Vec<u8> {
 /// Every request kind gets its response, byte for byte, in both models.
 #[test]
 fn protobuf_round_trips_every_command() {
-    for model in ["poll", "blocking"] {
-        let server = start(&["--framing", "protobuf", "--model", model]);
+    for model in MODELS {
+        let server = start(&with(model, &["--framing", "protobuf"]));
         let mut s = server.connect();
         // Request{ping: Ping{}} -> Response{pong: Pong{}}: field 3, empty.
-        assert_eq!(ask(&mut s, &[0x02, 0x1a, 0x00]), [0x1a, 0x00], "{model}");
+        assert_eq!(ask(&mut s, &[0x02, 0x1a, 0x00]), [0x1a, 0x00], "{model:?}");
         // Request{echo: Echo{text: "hi\n"}} -> Response{echo: "hi\n"}.
         assert_eq!(
             ask(&mut s, &[0x07, 0x0a, 0x05, 0x0a, 0x03, b'h', b'i', b'\n']),

@@ -110,3 +110,18 @@ pub fn stat(line: &str, key: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Every model, as the flags that choose it: a test that holds for all of
+/// them runs on each.
+pub const MODELS: [&[&str]; 5] = [
+    &["--model", "blocking"],
+    &["--model", "select"],
+    &["--model", "poll"],
+    &["--model", "epoll"],
+    &["--model", "epoll", "--edge"],
+];
+
+/// `model`'s flags followed by `more`.
+pub fn with<'a>(model: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    model.iter().chain(more).copied().collect()
+}

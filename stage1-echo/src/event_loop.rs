@@ -1,20 +1,26 @@
-//! The `poll(2)` model: one thread, every socket non-blocking, one call that
-//! waits for whichever of them is ready.
+//! The event loop of the non-blocking models: one thread, every socket
+//! non-blocking, one call that waits for whichever of them is ready. The
+//! call is `select(2)`, `poll(2)` or `epoll_wait(2)`, chosen by `--model`
+//! (see `readiness.rs`); the loop around it is the same.
 //!
 //! Each turn of the loop:
 //!
 //! 1. builds the interest list: the signal self-pipe, the listener (unless
-//!    shutting down), and every client — `POLLIN` if the room wants its
-//!    input, `POLLOUT` if it has output pending;
-//! 2. sleeps in `poll` until something is ready or the next deadline (idle
-//!    timeout, lingering close, shutdown grace) passes;
+//!    shutting down or paused), and every client — read if the room wants
+//!    its input, write if it has output pending;
+//! 2. sleeps in the wait until something is ready or the next deadline
+//!    (idle timeout, lingering close, shutdown grace) passes;
 //! 3. accepts new clients, reads from readable ones, writes to writable
 //!    ones, each call non-blocking so no client can stall the loop;
 //! 4. closes the connections the room is done with.
 //!
-//! The loop owns the sockets; the [`Room`] owns the bytes. Rebuilding the
-//! `pollfd` array every turn is O(clients), and so is the kernel's work in
-//! `poll`: that is the cost stage 4's `epoll` removes.
+//! The loop owns the sockets; the [`Room`] owns the bytes. With `select` and
+//! `poll` the interest list is handed to the kernel whole on every turn,
+//! O(clients) for us and for the kernel: that is the cost `epoll` removes.
+//! With edge-triggered `epoll` (`--edge`) the loop also *remembers* which
+//! sockets are ready ([`Conn::ready`]) and comes back to each, turn after
+//! turn, until a read or write says `EAGAIN`: the kernel will not say it
+//! again.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -23,16 +29,34 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use common::signals::Signals;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags};
 
-use crate::net::{ACCEPT_BACKOFF, GRACE, LINGER, interrupted, poll_timeout, would_block};
+use crate::net::{ACCEPT_BACKOFF, GRACE, LINGER, interrupted, would_block};
+use crate::readiness::{Entry, Interest, Ready, Waiter, raw};
 use crate::room::{ClientId, Limits, Room, Status};
 
-/// Bytes read per `read` call. One read per readiness report keeps the loop
-/// fair: `poll` is level-triggered and reports the socket again next turn
-/// if more is waiting.
+/// Bytes read per `read` call, one call per connection per turn: that
+/// keeps the loop fair (see [`conn_ready`]).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The loop's own keys in the interest list; clients are keyed by their
+/// [`ClientId`], small numbers.
+const SIGNALS: usize = usize::MAX;
+/// See [`SIGNALS`].
+const LISTENER: usize = usize::MAX - 1;
+/// The first of the loop's own keys (`readiness::EpollWaiter` needs it).
+pub const OWN_KEYS: std::ops::RangeFrom<usize> = LISTENER..;
+
+/// How the loop treats an edge-triggered waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeRules {
+    /// Remember readiness until a call says `EAGAIN`, as edge-triggered
+    /// notification requires.
+    Keep,
+    /// The mistake, for the chapter's lab (`--edge-read-once`): readiness
+    /// is forgotten after one read, as level-triggered code may do. A
+    /// client that sends more than one read's worth at once stalls.
+    Ignore,
+}
 
 /// One client socket and where it is in its life.
 #[derive(Debug)]
@@ -41,6 +65,9 @@ struct Conn {
     stream: TcpStream,
     /// See [`Phase`].
     phase: Phase,
+    /// What the kernel last said is possible. Level-triggered, only for
+    /// this turn; edge-triggered, until a read or write says `EAGAIN`.
+    ready: Ready,
 }
 
 /// The life of a connection after `accept`.
@@ -68,22 +95,35 @@ enum Phase {
 
 // ANCHOR: run
 /// Serves until SIGINT/SIGTERM, then says goodbye to everyone and returns.
-pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Result<()> {
+pub fn run(
+    listener: TcpListener,
+    limits: Limits,
+    signals: &Signals,
+    waiter: &mut dyn Waiter,
+    rules: EdgeRules,
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut listener = Some(listener);
     let mut room = Room::new(limits, Instant::now());
-    // A BTreeMap so the pollfd array comes out in the same order every turn
-    // (easier to follow in strace); ids are small slab keys.
+    // A BTreeMap so the interest list comes out in the same order every
+    // turn (easier to follow in strace); ids are small slab keys.
     let mut conns: BTreeMap<ClientId, Conn> = BTreeMap::new();
     let mut shutdown_at: Option<Instant> = None;
     let mut accept_paused_until: Option<Instant> = None;
     let mut buf = vec![0u8; READ_CHUNK];
+    // Edge-triggered readiness is remembered across turns and used up by
+    // reading until EAGAIN; level-triggered readiness is this turn's only.
+    let edge = waiter.edge() && rules == EdgeRules::Keep;
+    let mut ready = Vec::new();
 
     loop {
         let now = Instant::now();
         if shutdown_at.is_none() && signals.shutdown_requested() {
             log::info!("shutting down: saying goodbye to {} clients", conns.len());
-            listener = None; // close(2): new connections are refused from now on
+            if let Some(l) = listener.take() {
+                waiter.forget(LISTENER, l.as_fd());
+                drop(l); // close(2): new connections are refused from now on
+            }
             room.shutdown();
             shutdown_at = Some(now + GRACE);
         }
@@ -94,56 +134,80 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
         }
 
         // 1. The interest list. A pause that is over is forgotten: left in
-        // place, its deadline (in the past) would make every poll return at
+        // place, its deadline (in the past) would make every wait return at
         // once, and the loop would spin.
         if accept_paused_until.is_some_and(|t| now >= t) {
             accept_paused_until = None;
         }
         let accepting = listener.is_some() && accept_paused_until.is_none();
-        let mut fds = Vec::with_capacity(conns.len() + 2);
-        fds.push(PollFd::new(signals.wake_fd(), PollFlags::POLLIN));
-        if let (true, Some(l)) = (accepting, &listener) {
-            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        let reading = Interest {
+            read: true,
+            write: false,
+        };
+        let mut list: Vec<Entry<'_>> = Vec::with_capacity(conns.len() + 2);
+        list.push((SIGNALS, signals.wake_fd(), reading));
+        if let Some(l) = &listener {
+            // While paused, the listener stays listed with no interest, so
+            // that epoll is told to stop reporting it.
+            let want = Interest {
+                read: accepting,
+                write: false,
+            };
+            list.push((LISTENER, l.as_fd(), want));
         }
-        // Remember which client each entry is for: `ready[first_conn + i]`
-        // belongs to `ids[i]`.
-        let first_conn = fds.len();
-        let ids: Vec<ClientId> = conns.keys().copied().collect();
         for (&id, conn) in &conns {
-            fds.push(PollFd::new(
-                conn.stream.as_fd(),
-                interest(&room, id, conn.phase),
-            ));
+            list.push((id, conn.stream.as_fd(), interest(&room, id, conn.phase)));
         }
 
-        // 2. Wait.
+        // 2. Wait. Edge-triggered, a client that is still ready from an
+        // earlier turn (not yet read or written to EAGAIN) and has work
+        // makes the wait a mere look: no event will come for it.
         let deadline = next_deadline(&room, &conns, shutdown_at, accept_paused_until);
-        let timeout = poll_timeout(deadline.map(|d| d.saturating_duration_since(now)));
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+        let mut due: std::collections::BTreeSet<ClientId> = std::collections::BTreeSet::new();
+        if edge {
+            for &(key, _, want) in &list {
+                if conns
+                    .get(&key)
+                    .is_some_and(|c| (c.ready.read && want.read) || (c.ready.write && want.write))
+                {
+                    due.insert(key);
+                }
+            }
         }
-        // Copy the results out, so the sockets can be borrowed mutably.
-        let ready: Vec<PollFlags> = fds
-            .iter()
-            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-            .collect();
-        drop(fds);
+        let timeout = if due.is_empty() {
+            deadline.map(|d| d.saturating_duration_since(now))
+        } else {
+            Some(std::time::Duration::ZERO)
+        };
+        ready.clear();
+        waiter.wait(&list, timeout, &mut ready)?;
+        drop(list);
         let now = Instant::now();
 
         // 3. Do the I/O that will not block.
-        if !ready[0].is_empty() {
-            signals.drain(); // the flags are checked at the top of the loop
-        }
-        for (&id, revents) in ids.iter().zip(&ready[first_conn..]) {
-            if revents.is_empty() {
-                continue;
+        let mut accept_now = false;
+        for &(key, r) in &ready {
+            match key {
+                SIGNALS => signals.drain(), // the flags are checked at the top
+                LISTENER => accept_now = r.read,
+                id => {
+                    if let Some(conn) = conns.get_mut(&id) {
+                        if edge {
+                            conn.ready.read |= r.read;
+                            conn.ready.write |= r.write;
+                        } else {
+                            conn.ready = r;
+                        }
+                        due.insert(id);
+                    }
+                }
             }
+        }
+        for id in due {
             let Some(conn) = conns.get_mut(&id) else {
                 continue;
             };
-            let done = conn_ready(conn, id, &mut room, &mut buf, now).unwrap_or_else(|e| {
+            let done = conn_ready(conn, id, &mut room, &mut buf, now, edge).unwrap_or_else(|e| {
                 // Per-connection errors end that connection, nothing else.
                 log::warn!("client {id}: {e}");
                 true
@@ -151,14 +215,16 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
             if done {
                 log::info!("client {id}: disconnected");
                 room.remove(id);
-                conns.remove(&id);
+                if let Some(conn) = conns.remove(&id) {
+                    waiter.forget(id, conn.stream.as_fd());
+                }
             }
         }
 
         // New clients last: a seat freed in this turn is free for them.
-        if accepting && !ready[1].is_empty() {
+        if accepting && accept_now {
             if let Some(l) = &listener {
-                if accept_all(l, &mut room, &mut conns, now).is_err() {
+                if accept_all(l, &mut room, &mut conns, &*waiter, now).is_err() {
                     accept_paused_until = Some(now + ACCEPT_BACKOFF);
                 }
             }
@@ -172,6 +238,7 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
             if !keep {
                 log::info!("client {id}: disconnected");
                 room.remove(id);
+                waiter.forget(id, conn.stream.as_fd());
             }
             keep
         });
@@ -179,23 +246,22 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
 }
 // ANCHOR_END: run
 
-/// The `poll` events we want for one connection.
-fn interest(room: &Room, id: ClientId, phase: Phase) -> PollFlags {
-    let mut flags = PollFlags::empty();
+/// What the loop wants to know about one connection.
+fn interest(room: &Room, id: ClientId, phase: Phase) -> Interest {
     match phase {
-        Phase::Active => {
-            if room.wants_read(id) {
-                flags |= PollFlags::POLLIN;
-            }
-            if !room.pending(id).is_empty() {
-                flags |= PollFlags::POLLOUT;
-            }
-        }
-        Phase::Flushing { .. } => flags |= PollFlags::POLLOUT,
-        Phase::Draining { .. } => flags |= PollFlags::POLLIN,
+        Phase::Active => Interest {
+            read: room.wants_read(id),
+            write: !room.pending(id).is_empty(),
+        },
+        Phase::Flushing { .. } => Interest {
+            read: false,
+            write: true,
+        },
+        Phase::Draining { .. } => Interest {
+            read: true,
+            write: false,
+        },
     }
-    // POLLERR and POLLHUP are always reported, asked for or not.
-    flags
 }
 
 /// The earliest time the loop must wake up by itself.
@@ -223,6 +289,7 @@ fn accept_all(
     listener: &TcpListener,
     room: &mut Room,
     conns: &mut BTreeMap<ClientId, Conn>,
+    waiter: &dyn Waiter,
     now: Instant,
 ) -> io::Result<()> {
     loop {
@@ -237,6 +304,15 @@ fn accept_all(
             }
         };
         stream.set_nonblocking(true)?;
+        if !waiter.admits(raw(&stream)) {
+            // select: this descriptor number does not fit in an fd_set.
+            log::warn!(
+                "refusing {peer}: descriptor {} is past select's FD_SETSIZE",
+                raw(&stream)
+            );
+            refuse(&stream, &room.refusal());
+            continue;
+        }
         match room.connect(now) {
             Ok(id) => {
                 log::info!("client {id}: connected from {peer}");
@@ -245,36 +321,51 @@ fn accept_all(
                     Conn {
                         stream,
                         phase: Phase::Active,
+                        ready: Ready::default(),
                     },
                 );
             }
             Err(refusal) => {
                 log::warn!("refusing {peer}: server full");
-                // One small write into an empty socket buffer: it fits. If it
-                // does not, the client learns from the close instead.
-                let _ = (&stream).write(&refusal);
-                let _ = stream.shutdown(Shutdown::Both);
+                refuse(&stream, &refusal);
             }
         }
     }
 }
 // ANCHOR_END: accept_all
 
+/// Sends a refusal and closes. One small write into an empty socket buffer:
+/// it fits. If it does not, the client learns from the close instead.
+fn refuse(stream: &TcpStream, refusal: &[u8]) {
+    let _ = (&*stream).write(refusal);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
 // ANCHOR: conn_ready
-/// Does the I/O `poll` reported as ready for one connection. Returns true
-/// if the connection is done; an error means it is broken (reset, for
+/// Does the I/O the kernel reported as ready for one connection. Returns
+/// true if the connection is done; an error means it is broken (reset, for
 /// instance). Either way the caller drops it.
+///
+/// One read per turn in both modes, so that a client that sends without
+/// pause cannot starve the others (its relayed chat lines would pile up in
+/// everyone's output). The difference is what happens next. Level-triggered
+/// (`edge` false), the kernel reports the socket again next turn if more
+/// is waiting. Edge-triggered, it will not: no new event comes for bytes
+/// already there. So the readiness is remembered in `conn.ready` and used
+/// up only when a read (or write) says `EAGAIN`; until then the loop
+/// comes back to this connection by itself.
 fn conn_ready(
     conn: &mut Conn,
     id: ClientId,
     room: &mut Room,
     buf: &mut [u8],
     now: Instant,
+    edge: bool,
 ) -> io::Result<bool> {
     match conn.phase {
         Phase::Active => {}
         Phase::Flushing { .. } => {
-            write_pending(&mut conn.stream, id, room)?;
+            write_pending(conn, id, room)?;
             return Ok(false);
         }
         // Discard whatever the client still sends; 0 = it closed too.
@@ -282,38 +373,49 @@ fn conn_ready(
             return match conn.stream.read(buf) {
                 Ok(0) => Ok(true),
                 Ok(_) => Ok(false),
-                Err(e) if would_block(&e) || interrupted(&e) => Ok(false),
+                Err(e) if would_block(&e) => {
+                    conn.ready.read = false;
+                    Ok(false)
+                }
+                Err(e) if interrupted(&e) => Ok(false),
                 Err(e) => Err(e),
             };
         }
     }
     // Write first: it may free room in the output buffer, which lets the
     // room decode more of the input, and then reading makes sense again.
-    write_pending(&mut conn.stream, id, room)?;
-    if room.wants_read(id) {
+    write_pending(conn, id, room)?;
+    // Level-triggered, a read is worth trying whenever the room wants input
+    // (the kernel said something is ready); edge-triggered, only while the
+    // remembered readiness lasts.
+    if room.wants_read(id) && (conn.ready.read || !edge) {
         match conn.stream.read(buf) {
             Ok(0) => {
                 log::info!("client {id}: closed its side");
                 room.eof(id);
             }
             Ok(n) => room.received(id, &buf[..n], now),
-            Err(e) if would_block(&e) || interrupted(&e) => {}
+            Err(e) if would_block(&e) => conn.ready.read = false,
+            Err(e) if interrupted(&e) => {}
             Err(e) => return Err(e),
         }
         // Answer at once: the socket is very likely writable.
-        write_pending(&mut conn.stream, id, room)?;
+        write_pending(conn, id, room)?;
     }
     Ok(false)
 }
 
 /// Writes as much pending output as the socket takes now. A partial write
-/// is normal: the rest stays in the room's buffer for the next `POLLOUT`.
-fn write_pending(stream: &mut TcpStream, id: ClientId, room: &mut Room) -> io::Result<()> {
+/// is normal: the rest stays in the room's buffer for the next write event.
+fn write_pending(conn: &mut Conn, id: ClientId, room: &mut Room) -> io::Result<()> {
     while !room.pending(id).is_empty() {
-        match stream.write(room.pending(id)) {
+        match conn.stream.write(room.pending(id)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => room.advance(id, n),
-            Err(e) if would_block(&e) => return Ok(()),
+            Err(e) if would_block(&e) => {
+                conn.ready.write = false;
+                return Ok(());
+            }
             Err(e) if interrupted(&e) => {}
             Err(e) => return Err(e),
         }
@@ -336,7 +438,7 @@ fn settle(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> bool 
             until: now + LINGER,
         };
         // Try at once; the goodbye is usually small and the socket writable.
-        if write_pending(&mut conn.stream, id, room).is_err() {
+        if write_pending(conn, id, room).is_err() {
             return false;
         }
     }
