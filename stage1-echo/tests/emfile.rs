@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use common::testkit::ServerProcess;
-use common::testkit::abuse::cpu_ticks;
+use common::testkit::abuse::ticks_in_one_second;
 use support::{BIN, Client};
 
 /// Sets the soft open-files limit of process `pid` with util-linux's
@@ -79,15 +79,6 @@ fn pauses_on_emfile(model: &str) {
         used < 20,
         "--model {model} spins after EMFILE: {used} ticks in 1 s"
     );
-}
-
-/// The CPU ticks (1/100 s) process `pid` uses in the next second: a
-/// measuring window, not a wait for something to happen. A loop that spins
-/// uses about 100.
-fn ticks_in_one_second(pid: u32) -> u64 {
-    let before = cpu_ticks(pid);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    cpu_ticks(pid) - before
 }
 
 /// The blocking model pauses on `EMFILE` (it used to retry at once).

@@ -291,8 +291,8 @@ fn half_close_still_gets_the_answers() {
 /// Settings come from `--config FILE`; flags on the command line win.
 #[test]
 fn a_config_file_sets_the_limits() {
-    let file = std::env::temp_dir().join(format!("stage1-test-{}.toml", std::process::id()));
-    std::fs::write(&file, "max_line = 10\nmax_clients = 1\n").unwrap();
+    let dir = common::testkit::files::TempDir::new("stage1-config");
+    let file = dir.write("stage1.toml", "max_line = 10\nmax_clients = 1\n");
     let server = start(&["--config", file.to_str().unwrap(), "--max-clients", "5"]);
     let mut a = Client::connect(&server);
     let mut b = Client::connect(&server);
@@ -303,5 +303,4 @@ fn a_config_file_sets_the_limits() {
     );
     a.send("ECHO 123456789\n");
     assert_eq!(a.line(), "ERR message too long (max 10 bytes)");
-    std::fs::remove_file(file).unwrap();
 }

@@ -2,23 +2,17 @@
 //! operational contract (config file, `--help`, signals).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::testkit::ServerProcess;
-use common::testkit::client::Client;
+use common::testkit::client::{Client, find};
+use common::testkit::files::{TempDir, big_bytes};
+use common::testkit::{ServerProcess, eventually};
 use nix::sys::signal::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage2-http-seq");
 const GET: &[u8] = b"GET /files/notes.txt HTTP/1.1\r\nHost: t\r\n\r\n";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("stage2-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The lesson of the stage: while one client holds its keep-alive
 /// connection, a second client is not served at all; it is served as soon as
@@ -73,50 +67,42 @@ fn the_keepalive_timeout_frees_the_server() {
 /// server exits with status 0.
 #[test]
 fn sigterm_finishes_the_response_in_flight() {
-    let root = temp_dir("sigterm");
-    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(root.join("big.bin"), &big).unwrap();
-    let mut server = ServerProcess::start(
-        BIN,
-        &["--root", root.to_str().unwrap(), "--access-log", "off"],
-    );
+    const BIG: usize = 8 << 20;
+    let root = TempDir::site("stage2-sigterm", BIG);
+    let mut server = ServerProcess::serving(BIN, &root, &[]);
     let mut c = Client::connect(server.addr);
     c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut first = vec![0u8; 4096];
-    let n = c.stream.read(&mut first).unwrap();
-    assert!(n > 0);
+    assert!(c.read_some() > 0);
     // The server is now blocked sending the rest into a full socket.
     server.signal(Signal::SIGTERM);
-    let mut all = first[..n].to_vec();
-    c.stream.read_to_end(&mut all).unwrap();
-    let body_at = common::testkit::client::find(&all, b"\r\n\r\n").unwrap() + 4;
-    assert!(all[body_at..] == big[..], "the body was cut short");
+    let (all, end) = c.read_until_closed();
+    end.expect("the download ends with a FIN");
+    let body_at = find(&all, b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        all[body_at..] == big_bytes(BIG)[..],
+        "the body was cut short"
+    );
     let head = String::from_utf8_lossy(&all[..body_at]);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     let status = server
         .wait_timeout(Duration::from_secs(10))
         .expect("the server exits");
     assert!(status.success(), "{status}");
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// A TOML config file sets what it names, and command-line flags win over it.
 #[test]
 fn config_file_then_flags() {
-    let dir = temp_dir("config");
-    std::fs::create_dir_all(dir.join("site-a")).unwrap();
-    std::fs::create_dir_all(dir.join("site-b")).unwrap();
-    std::fs::write(dir.join("site-a/which.txt"), "a\n").unwrap();
-    std::fs::write(dir.join("site-b/which.txt"), "b\n").unwrap();
-    let cfg = dir.join("stage2.toml");
-    std::fs::write(
-        &cfg,
+    let dir = TempDir::new("stage2-config");
+    dir.write("site-a/which.txt", "a\n");
+    dir.write("site-b/which.txt", "b\n");
+    let cfg = dir.write(
+        "stage2.toml",
         format!(
             "root = \"{}\"\naccess_log = \"off\"\nautoindex = false\n",
             dir.join("site-a").display()
         ),
-    )
-    .unwrap();
+    );
     let cfg_arg = cfg.to_str().unwrap();
     let server = ServerProcess::start(BIN, &["--config", cfg_arg]);
     let r = common::testkit::client::get(
@@ -148,7 +134,6 @@ fn config_file_then_flags() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown setting `root_dir`"), "{err}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `--help` explains every flag with its default.
@@ -186,7 +171,7 @@ fn a_busy_port_is_a_clean_error() {
 /// SIGUSR1 reopens the access log, so `logrotate` can move it away.
 #[test]
 fn sigusr1_reopens_the_access_log() {
-    let dir = temp_dir("reopen");
+    let dir = TempDir::new("stage2-reopen");
     let log = dir.join("access.log");
     let server = ServerProcess::start(BIN, &["--access-log", log.to_str().unwrap()]);
     let fetch = |path: &str| {
@@ -196,43 +181,25 @@ fn sigusr1_reopens_the_access_log() {
         );
         assert_eq!(r.status, 404);
     };
-    let wait_for = |file: &PathBuf, needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(file)
+    let holds = |file: &Path, needle: &str| {
+        std::fs::read_to_string(file)
             .unwrap_or_default()
             .contains(needle)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{needle} never reached {}",
-                file.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
     };
     fetch("/before-rotation");
-    wait_for(&log, "/before-rotation");
+    eventually("the first line is written", Duration::from_secs(10), || {
+        holds(&log, "/before-rotation")
+    });
     let moved = dir.join("access.log.1");
     std::fs::rename(&log, &moved).unwrap();
     server.signal(Signal::SIGUSR1);
     // Until the writer thread notices, lines may still go to the moved file;
     // keep asking until one lands in the new file.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut i = 0;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("/after-rotation")
-    {
-        assert!(Instant::now() < deadline, "the log was not reopened");
+    eventually("the log is reopened", Duration::from_secs(10), || {
         fetch(&format!("/after-rotation-{i}"));
         i += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        std::fs::read_to_string(&moved)
-            .unwrap()
-            .contains("/before-rotation")
-    );
-    drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
+        holds(&log, "/after-rotation")
+    });
+    assert!(holds(&moved, "/before-rotation"));
 }

@@ -2,34 +2,33 @@
 //! to slow readers, request bodies, and a graceful shutdown — over real
 //! sockets against the real binary.
 
-mod support;
-
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::testkit::client::Client;
+use common::testkit::abuse::stalled_download;
+use common::testkit::client::{Client, find};
+use common::testkit::files::{BIG, INDEX_HTML, TempDir, big_byte};
+use common::testkit::{ServerProcess, eventually};
 use nix::sys::signal::Signal;
-use support::{
-    BIG, Root, big_byte, get_on, read_response, read_until_closed, small_window_connect, start,
-};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage4-epoll");
 
 /// A request head that arrives one byte per `write` (and so, most likely,
 /// over many `read`s and many readiness events) is answered normally.
 #[test]
 fn head_trickled_byte_by_byte_is_answered() {
-    let root = Root::create();
-    let server = start(&root, &[]);
-    let mut s = server.connect();
+    let root = TempDir::site("stage4", BIG);
+    let server = ServerProcess::serving(BIN, &root, &[]);
+    let mut c = Client::connect(server.addr);
     for b in b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n" {
-        s.write_all(&[*b]).unwrap();
+        c.send(&[*b]);
         // Pausing makes separate segments likely; correctness never
         // depends on it.
         std::thread::sleep(Duration::from_millis(2));
     }
-    let (status, body) = read_response(&mut s);
-    assert_eq!(status, 200);
-    assert!(body.starts_with(b"<!DOCTYPE html>"));
+    let r = c.exact_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, INDEX_HTML);
 }
 
 /// Sixteen pipelined requests sent in one `write` get sixteen responses in
@@ -37,8 +36,8 @@ fn head_trickled_byte_by_byte_is_answered() {
 /// connection.
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let root = Root::create();
-    let server = start(&root, &[]);
+    let root = TempDir::site("stage4", BIG);
+    let server = ServerProcess::serving(BIN, &root, &[]);
     let mut c = Client::connect(server.addr);
     let paths: Vec<String> = (0..16)
         .map(|i| match i % 3 {
@@ -57,7 +56,7 @@ fn pipelined_requests_are_answered_in_order() {
         let r = c.response(false);
         let (status, body) = (r.status, r.body);
         match i % 3 {
-            0 => assert_eq!((status, &body[..15]), (200, &b"<!DOCTYPE html>"[..]), "{p}"),
+            0 => assert_eq!((status, &body[..]), (200, INDEX_HTML), "{p}"),
             1 => assert_eq!(status, 404, "{p}"),
             _ => {
                 assert_eq!(status, 200, "{p}");
@@ -74,37 +73,22 @@ fn pipelined_requests_are_answered_in_order() {
 /// served; when it reads on, it gets every byte in order.
 #[test]
 fn slow_reader_of_a_large_file_does_not_block_others() {
-    let root = Root::create();
-    let server = start(&root, &["--loops", "1"]);
-    let mut slow = small_window_connect(server.addr);
-    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 1024];
-    let n = slow.read(&mut first).unwrap();
-    assert!(n > 0);
+    let root = TempDir::site("stage4", BIG);
+    let server = ServerProcess::serving(BIN, &root, &["--loops", "1"]);
     // The slow client now reads nothing; the server's send buffer fills.
+    let mut slow = stalled_download(server.addr);
     for _ in 0..20 {
-        let mut s = server.connect();
-        let (status, _) = get_on(&mut s, "/index.html");
-        assert_eq!(status, 200);
+        let mut c = Client::connect(server.addr);
+        assert_eq!(c.get("/index.html").status, 200);
     }
-    let mut all = first[..n].to_vec();
-    let mut chunk = [0u8; 65536];
-    let head_end = loop {
-        if let Some(i) = all.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = slow.read(&mut chunk).unwrap();
-        all.extend_from_slice(&chunk[..n]);
-    };
-    while all.len() < head_end + BIG {
-        let n = slow.read(&mut chunk).expect("the rest of the body");
-        assert!(n > 0, "closed after {} body bytes", all.len() - head_end);
-        all.extend_from_slice(&chunk[..n]);
-    }
-    let body = &all[head_end..];
-    assert_eq!(body.len(), BIG);
-    let bad = body.iter().enumerate().position(|(i, &b)| b != big_byte(i));
+    let r = slow.response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), BIG);
+    let bad = r
+        .body
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != big_byte(i));
     assert_eq!(bad, None, "body differs from the file");
 }
 
@@ -112,55 +96,40 @@ fn slow_reader_of_a_large_file_does_not_block_others() {
 /// and the next request on the connection is found and answered.
 #[test]
 fn request_body_is_skipped_across_reads() {
-    let root = Root::create();
-    let server = start(&root, &[]);
-    let mut s = server.connect();
-    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n")
-        .unwrap();
-    let (status, _) = read_response(&mut s);
-    assert_eq!(status, 200);
+    let root = TempDir::site("stage4", BIG);
+    let server = ServerProcess::serving(BIN, &root, &[]);
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n");
+    assert_eq!(c.exact_response().status, 200);
     for _ in 0..5 {
-        s.write_all(&[b'x'; 10_000]).unwrap();
+        c.send(&[b'x'; 10_000]);
     }
-    let (status, _) = get_on(&mut s, "/index.html");
-    assert_eq!(status, 200);
+    assert_eq!(c.get("/index.html").status, 200);
 }
 
 /// SIGTERM closes an idle keep-alive connection at once, stops accepting,
 /// lets a download in flight finish completely, and the server exits 0.
 #[test]
 fn sigterm_closes_idle_connections_and_finishes_downloads() {
-    let root = Root::create();
-    let mut server = start(&root, &["--loops", "2"]);
-    let mut idle = server.connect();
-    assert_eq!(get_on(&mut idle, "/index.html").0, 200);
-    let mut download = small_window_connect(server.addr);
-    download
-        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 4096];
-    let n = download.read(&mut first).unwrap();
-    assert!(n > 0);
+    let root = TempDir::site("stage4", BIG);
+    let mut server = ServerProcess::serving(BIN, &root, &["--loops", "2"]);
+    let mut idle = Client::connect(server.addr);
+    assert_eq!(idle.get("/index.html").status, 200);
+    let mut download = stalled_download(server.addr);
 
     server.signal(Signal::SIGTERM);
-    let (rest, _) = read_until_closed(&mut idle);
-    assert!(rest.is_empty(), "the idle connection is closed silently");
+    // The idle connection is closed silently.
+    idle.expect_closed();
     // The listeners close once both loops have seen the shutdown.
-    let refused = (0..250).any(|_| {
-        let r = TcpStream::connect(server.addr).is_err();
-        if !r {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    });
-    assert!(refused, "new connections are refused after SIGTERM");
+    eventually(
+        "new connections are refused after SIGTERM",
+        Duration::from_secs(5),
+        || TcpStream::connect(server.addr).is_err(),
+    );
 
-    let (rest, clean) = read_until_closed(&mut download);
-    assert!(clean, "the download ends with a FIN, not a reset");
-    let mut all = first[..n].to_vec();
-    all.extend_from_slice(&rest);
-    let all = &all[..];
-    let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let (all, end) = download.read_until_closed();
+    assert!(end.is_ok(), "the download ends with a FIN, not {end:?}");
+    let head_end = find(&all, b"\r\n\r\n").expect("a response head") + 4;
     let head = String::from_utf8_lossy(&all[..head_end]);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(all.len() - head_end, BIG, "the whole file arrives");

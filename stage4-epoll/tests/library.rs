@@ -1,8 +1,6 @@
 //! The library API stage 5 builds on: an [`EventLoop`] given streams from
 //! outside, stopped through its [`Handle`].
 
-mod support;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +8,12 @@ use std::time::Duration;
 use common::http::Site;
 use common::logging::AccessLog;
 use common::server::Timeouts;
+use common::testkit::client::Client;
+use common::testkit::files::{BIG, TempDir};
 use stage4_epoll::{EventLoop, LoopConfig, bind_reuseport};
-use support::{Root, get_on};
 
-fn config(root: &Root) -> LoopConfig {
-    let site = Site::new(&root.dir, "stage4-epoll", None, AccessLog::disabled()).unwrap();
+fn config(root: &TempDir) -> LoopConfig {
+    let site = Site::new(&root.path, "stage4-epoll", None, AccessLog::disabled()).unwrap();
     LoopConfig {
         site: Arc::new(site),
         timeouts: Timeouts {
@@ -32,21 +31,18 @@ fn config(root: &Root) -> LoopConfig {
 /// `Handle::shutdown` makes `run` return.
 #[test]
 fn handed_over_connections_are_served_until_shutdown() {
-    let root = Root::create();
+    let root = TempDir::site("stage4-library", BIG);
     let mut ev = EventLoop::new(config(&root)).unwrap();
     let handle = ev.handle();
     let thread = std::thread::spawn(move || ev.run());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     for _ in 0..3 {
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut client = Client::connect(addr);
         let (accepted, _) = listener.accept().unwrap();
         handle.hand_over(accepted).unwrap();
-        assert_eq!(get_on(&mut client, "/index.html").0, 200);
-        assert_eq!(get_on(&mut client, "/index.html").0, 200);
+        assert_eq!(client.get("/index.html").status, 200);
+        assert_eq!(client.get("/index.html").status, 200);
     }
     handle.shutdown();
     thread.join().unwrap().unwrap();

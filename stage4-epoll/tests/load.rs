@@ -2,14 +2,15 @@
 //! (Slowloris, slow readers and running out of descriptors are the shared
 //! abuse checks, in `tests/abuse.rs`.)
 
-mod support;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
+use common::testkit::ServerProcess;
+use common::testkit::client::Client;
 use common::testkit::fdlock::many_connections;
-use support::{Root, get_on, read_response, start};
+use common::testkit::files::{BIG, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage4-epoll");
 
 /// One event loop holds 10,000 idle connections (a tenth of them idle
 /// keep-alive connections that were already served, the rest silent) and
@@ -26,8 +27,9 @@ fn ten_thousand_idle_connections_are_held_while_new_clients_are_served() {
         limit as usize > N + 100,
         "hard RLIMIT_NOFILE {limit} is too low"
     );
-    let root = Root::create();
-    let server = start(
+    let root = TempDir::site("stage4-load", BIG);
+    let server = ServerProcess::serving(
+        BIN,
         &root,
         &[
             "--loops",
@@ -40,17 +42,16 @@ fn ten_thousand_idle_connections_are_held_while_new_clients_are_served() {
     );
     let mut held = Vec::with_capacity(N);
     for i in 0..N {
-        let mut s = TcpStream::connect(server.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client::connect(server.addr);
         if i % 10 == 0 {
-            assert_eq!(get_on(&mut s, "/index.html").0, 200, "connection {i}");
+            assert_eq!(c.get("/index.html").status, 200, "connection {i}");
         }
-        held.push(s);
+        held.push(c);
     }
-    let mut fresh = server.connect();
-    assert_eq!(get_on(&mut fresh, "/index.html").0, 200);
-    assert_eq!(get_on(&mut held[0], "/index.html").0, 200);
-    assert_eq!(get_on(&mut held[N - 1], "/index.html").0, 200);
+    let mut fresh = Client::connect(server.addr);
+    assert_eq!(fresh.get("/index.html").status, 200);
+    assert_eq!(held[0].get("/index.html").status, 200);
+    assert_eq!(held[N - 1].get("/index.html").status, 200);
     let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
         .unwrap()
         .count();
@@ -61,20 +62,21 @@ fn ten_thousand_idle_connections_are_held_while_new_clients_are_served() {
 /// queue, and is served as soon as one of the two others leaves.
 #[test]
 fn max_connections_queues_new_clients_until_a_slot_frees() {
-    let root = Root::create();
-    let server = start(&root, &["--loops", "1", "--max-connections", "2"]);
-    let mut a = server.connect();
-    let mut b = server.connect();
-    assert_eq!(get_on(&mut a, "/index.html").0, 200);
-    assert_eq!(get_on(&mut b, "/index.html").0, 200);
-    let mut c = server.connect();
-    c.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let root = TempDir::site("stage4-load", BIG);
+    let server = ServerProcess::serving(BIN, &root, &["--loops", "1", "--max-connections", "2"]);
+    let mut a = Client::connect(server.addr);
+    let mut b = Client::connect(server.addr);
+    assert_eq!(a.get("/index.html").status, 200);
+    assert_eq!(b.get("/index.html").status, 200);
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n");
     // A bounded check that nothing comes while the loop is full.
-    c.set_read_timeout(Some(Duration::from_millis(300)))
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut byte = [0u8; 1];
     let err = c
+        .stream
         .read(&mut byte)
         .expect_err("no answer while the loop is full");
     assert!(
@@ -85,7 +87,9 @@ fn max_connections_queues_new_clients_until_a_slot_frees() {
         "{err}"
     );
     drop(a);
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(read_response(&mut c).0, 200);
-    assert_eq!(get_on(&mut b, "/index.html").0, 200);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(c.exact_response().status, 200);
+    assert_eq!(b.get("/index.html").status, 200);
 }

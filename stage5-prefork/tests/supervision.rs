@@ -3,7 +3,6 @@
 //! scoreboard tells the truth.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -11,17 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::testkit::ServerProcess;
 use common::testkit::client::{Client, get};
+use common::testkit::files::TempDir;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage5-prefork");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("stage5-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// What one load thread saw.
 #[derive(Debug, Default, Clone, Copy)]
@@ -150,13 +143,9 @@ fn worker_pids(server: &ServerProcess) -> Vec<i32> {
     pids
 }
 
-/// Waits (bounded) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits (up to 15 s) until `f` holds.
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    common::testkit::eventually(what, Duration::from_secs(15), f);
 }
 
 /// Lets the load run until it has answered at least `n` more requests.
@@ -207,10 +196,9 @@ fn a_killed_worker_is_replaced_and_costs_at_most_its_requests() {
 /// configuration — no request is lost, and the changed setting shows.
 #[test]
 fn sighup_rolls_workers_without_losing_a_request_and_applies_the_change() {
-    let dir = temp_dir("reload");
+    let dir = TempDir::new("stage5-reload");
     for (site, text) in [("a", "site a\n"), ("b", "site b\n")] {
-        std::fs::create_dir_all(dir.join(site)).unwrap();
-        std::fs::write(dir.join(site).join("which.txt"), text).unwrap();
+        dir.write(&format!("{site}/which.txt"), text);
     }
     let cfg = dir.join("stage5.toml");
     let write_cfg = |root: &str| {
@@ -260,7 +248,6 @@ fn sighup_rolls_workers_without_losing_a_request_and_applies_the_change() {
     assert_eq!(seen.lost, 0, "{seen:?}");
     assert_eq!(seen.other, 0, "{seen:?}");
     assert!(seen.ok > 300, "{seen:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `--max-requests-per-worker`: workers are replaced as they reach their
@@ -361,9 +348,9 @@ fn dropped_privileges_cannot_read_root_only_files() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let dir = temp_dir("privs");
-    std::fs::write(dir.join("public.txt"), "public\n").unwrap();
-    std::fs::write(dir.join("secret.txt"), "root only\n").unwrap();
+    let dir = TempDir::new("stage5-privs");
+    dir.write("public.txt", "public\n");
+    dir.write("secret.txt", "root only\n");
     std::fs::set_permissions(
         dir.join("secret.txt"),
         std::fs::Permissions::from_mode(0o600),
@@ -372,14 +359,7 @@ fn dropped_privileges_cannot_read_root_only_files() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = ServerProcess::start(
         BIN,
-        &[
-            "--workers",
-            "1",
-            "--user",
-            "nobody",
-            "--root",
-            dir.to_str().unwrap(),
-        ],
+        &["--workers", "1", "--user", "nobody", "--root", dir.arg()],
     );
     let req = |p: &str| {
         get(
@@ -398,7 +378,6 @@ fn dropped_privileges_cannot_read_root_only_files() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown user no-such-user-here"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Both accept models spread connections over every worker.
@@ -433,7 +412,7 @@ fn shared_accept_reaches_every_worker() {
 /// which reopen their access logs: `logrotate` can move the file away.
 #[test]
 fn sigusr1_reaches_the_workers_and_reopens_the_access_log() {
-    let dir = temp_dir("usr1");
+    let dir = TempDir::new("stage5-usr1");
     let log = dir.join("access.log");
     let server = ServerProcess::start(
         BIN,
@@ -465,8 +444,6 @@ fn sigusr1_reaches_the_workers_and_reopens_the_access_log() {
             .count()
             >= 4
     });
-    drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `--cpu-affinity true` pins worker i to CPU i (modulo the CPUs).

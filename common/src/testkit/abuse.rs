@@ -150,51 +150,15 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-/// Raises this process's soft open-files limit to the hard limit (for tests
-/// that open thousands of connections) and returns it.
-pub fn raise_test_fd_limit() -> u64 {
-    crate::limits::raise_fd_limit().unwrap_or(1024)
-}
-
-/// A temporary document root holding one large file, `/big.bin`; removed
-/// on drop.
-#[derive(Debug)]
-pub struct BigFileRoot {
-    /// The folder.
-    pub path: std::path::PathBuf,
-}
-
-impl BigFileRoot {
-    /// Creates the folder with a `/big.bin` of `bytes` bytes.
-    pub fn create(tag: &str, bytes: usize) -> BigFileRoot {
-        let path = std::env::temp_dir().join(format!("big-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create the temporary root");
-        std::fs::write(path.join("big.bin"), vec![7u8; bytes]).expect("write big.bin");
-        BigFileRoot { path }
-    }
-
-    /// The folder, for `--root`.
-    pub fn arg(&self) -> &str {
-        self.path.to_str().expect("temporary paths are UTF-8")
-    }
-}
-
-impl Drop for BigFileRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Starts downloading `/big.bin` on a new connection, reads the first
-/// bytes, then stops reading: the server is left with a full socket. Keep
-/// the returned client alive for as long as the stall should last.
+/// Starts downloading `/big.bin` on a new connection with a small receive
+/// window ([`Client::connect_small_window`]), waits for the first bytes,
+/// then stops reading: the server is left with a full socket. The bytes
+/// received stay in the client, so reading on later gets the whole
+/// response. Keep the client alive for as long as the stall should last.
 pub fn stalled_download(addr: SocketAddr) -> Client {
-    use std::io::Read;
-    let mut slow = Client::connect(addr);
+    let mut slow = Client::connect_small_window(addr);
     slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut chunk = [0u8; 4096];
-    let n = slow.stream.read(&mut chunk).expect("the download starts");
-    assert!(n > 0, "the download starts");
+    assert!(slow.read_some() > 0, "the download starts");
     slow
 }
 
@@ -213,21 +177,26 @@ pub fn ticks_while_out_of_descriptors(pid: u32, addr: SocketAddr) -> u64 {
     let held: Vec<TcpStream> = (0..80)
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
-    let before = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(pid) - before;
+    let used = ticks_in_one_second(pid);
     drop(held);
     used
+}
+
+/// The CPU ticks (1/100 s) `pid` uses in the next second: a measuring
+/// window, not a wait for something to happen. A loop that spins uses
+/// about 100.
+pub fn ticks_in_one_second(pid: u32) -> u64 {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    cpu_ticks(pid).saturating_sub(before)
 }
 
 /// Starts `bin` with `extra_args` serving a root with a large `/big.bin`,
 /// stalls one download of it, and checks that another client is still
 /// answered meanwhile.
 pub fn slow_reader_does_not_block_others(bin: &str, extra_args: &[&str]) {
-    let root = BigFileRoot::create(&super::name_of(bin), 16 << 20);
-    let mut args = vec!["--root", root.arg(), "--access-log", "off"];
-    args.extend_from_slice(extra_args);
-    let server = super::ServerProcess::start(bin, &args);
+    let root = super::files::TempDir::site(&super::name_of(bin), super::files::BIG);
+    let server = super::ServerProcess::serving(bin, &root, extra_args);
     // The slow reader's connection is now stalled on a full socket.
     let slow = stalled_download(server.addr);
     assert!(

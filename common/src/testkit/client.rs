@@ -61,6 +61,36 @@ impl Client {
         check::record_connect(addr);
         check::record_http();
         let stream = TcpStream::connect_timeout(&addr, check::io_timeout())?;
+        Client::over(stream)
+    }
+
+    /// Connects with a 4 KiB receive buffer, set *before* the handshake so
+    /// that the window the client advertises stays small: a client that
+    /// reads slowly, or not at all, stalls the server's writes after a few
+    /// KiB, whatever the machine's buffer sizes.
+    pub fn connect_small_window(addr: SocketAddr) -> Client {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, SockaddrStorage, connect, setsockopt, socket,
+            sockopt,
+        };
+        use std::os::fd::AsRawFd;
+        check::record_connect(addr);
+        check::record_http();
+        let family = if addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let fd =
+            socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("a TCP socket");
+        setsockopt(&fd, sockopt::RcvBuf, &4096).expect("set SO_RCVBUF");
+        connect(fd.as_raw_fd(), &SockaddrStorage::from(addr))
+            .expect("connect to the server under test");
+        Client::over(TcpStream::from(fd)).expect("set the socket's options")
+    }
+
+    /// A client on a connected stream, with the read and write timeouts.
+    fn over(stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(check::io_timeout()))?;
         stream.set_write_timeout(Some(check::io_timeout()))?;
         stream.set_nodelay(true)?;
@@ -263,6 +293,41 @@ impl Client {
             .expect("a complete response")
     }
 
+    /// Reads one response to a GET and fails the test unless it is exactly
+    /// one response: framed by `Content-Length` (as every stage of ours
+    /// frames a response), with no byte after it among those received. Use
+    /// it when nothing else is asked on the connection; after pipelined
+    /// requests, [`response`](Self::response).
+    pub fn exact_response(&mut self) -> Response {
+        let r = self.response(false);
+        assert!(
+            r.header("Content-Length").is_some(),
+            "a response without Content-Length: {r:?}"
+        );
+        assert!(
+            self.buf.is_empty(),
+            "{} byte(s) after the response, unasked: {:?}",
+            self.buf.len(),
+            String::from_utf8_lossy(&self.buf)
+        );
+        r
+    }
+
+    /// Sends `GET path` (HTTP/1.1, keep-alive) and reads its response with
+    /// [`exact_response`](Self::exact_response).
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        self.exact_response()
+    }
+
+    /// Reads what the server has sent so far (waiting up to the read
+    /// timeout for at least one byte) and keeps it for the next response;
+    /// returns how many bytes came, 0 if the server closed. For a test that
+    /// starts a download and then stops reading.
+    pub fn read_some(&mut self) -> usize {
+        self.fill().expect("bytes from the server")
+    }
+
     /// True if the server closes the connection (EOF or reset) with nothing
     /// more to say, within the read timeout.
     pub fn closed(&mut self) -> bool {
@@ -272,23 +337,45 @@ impl Client {
         matches!(self.fill(), Ok(0) | Err(_)) && self.buf.is_empty()
     }
 
+    /// Fails the test unless the server closes the connection (with a FIN
+    /// or a reset) with nothing more to say, before the read timeout.
+    pub fn expect_closed(&mut self) {
+        let (rest, end) = self.read_until_closed();
+        assert!(
+            rest.is_empty(),
+            "a close, but the server sent {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        match end {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("a close within {:?}, got: {e}", check::io_timeout()),
+        }
+    }
+
     /// Reads everything until the server closes the connection (or the
     /// read timeout expires).
     pub fn read_to_end(&mut self) -> Vec<u8> {
+        self.read_until_closed().0
+    }
+
+    /// Reads everything until the connection ends (bytes received before
+    /// and not parsed included), and how it ended: `Ok` for the server's
+    /// FIN, else the error (a reset, or the read timeout).
+    pub fn read_until_closed(&mut self) -> (Vec<u8>, io::Result<()>) {
         let mut all = std::mem::take(&mut self.buf);
         let mut chunk = [0u8; 16384];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => break,
+                Ok(0) => return (all, Ok(())),
                 Ok(n) => {
                     check::record_received(&chunk[..n]);
                     all.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(e) => return (all, Err(e)),
             }
         }
-        all
     }
 }
 
@@ -312,4 +399,90 @@ pub fn get(addr: SocketAddr, request: &str) -> Response {
 /// Position of `needle` in `hay`.
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+
+    /// A server that reads one request head, answers `reply`, then closes
+    /// (with a reset if `reset`).
+    fn canned(reply: &'static [u8], reset: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            s.write_all(reply).unwrap();
+            if reset {
+                super::super::reset_on_close(&s);
+            }
+        });
+        addr
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+
+    /// `get` reads its one response, and the close after it passes
+    /// `expect_closed`; a byte after the response, or a response without
+    /// `Content-Length`, fails `get`.
+    #[test]
+    fn get_demands_exactly_one_framed_response() {
+        let mut c = Client::connect(canned(OK, false));
+        let r = c.get("/");
+        assert_eq!((r.status, &r.body[..]), (200, &b"hi"[..]));
+        c.expect_closed();
+
+        let extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiX";
+        let mut c = Client::connect(canned(extra, false));
+        assert!(catch_unwind(AssertUnwindSafe(|| c.get("/"))).is_err());
+
+        let unframed = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhi";
+        let mut c = Client::connect(canned(unframed, false));
+        assert!(catch_unwind(AssertUnwindSafe(|| c.get("/"))).is_err());
+    }
+
+    /// `read_until_closed` keeps the bytes already received, and tells a
+    /// FIN from a reset; `expect_closed` fails if bytes come instead.
+    #[test]
+    fn the_end_of_a_connection_is_told_apart() {
+        let mut c = Client::connect(canned(OK, false));
+        c.send(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(c.read_some() > 0);
+        let (all, end) = c.read_until_closed();
+        assert_eq!(all, OK);
+        assert!(end.is_ok(), "{end:?}");
+
+        let mut c = Client::connect(canned(OK, true));
+        c.send(b"GET / HTTP/1.1\r\n\r\n");
+        let (_, end) = c.read_until_closed();
+        // Whether the reply arrived before the reset is up to the kernel.
+        assert_eq!(
+            end.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset)
+        );
+
+        let mut c = Client::connect(canned(OK, false));
+        c.send(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(catch_unwind(AssertUnwindSafe(|| c.expect_closed())).is_err());
+    }
+
+    /// A small-window connection asks the kernel for a small receive
+    /// buffer before the handshake (Linux doubles what is asked).
+    #[test]
+    fn a_small_window_connection_has_a_small_receive_buffer() {
+        let mut c = Client::connect_small_window(canned(OK, false));
+        let size =
+            nix::sys::socket::getsockopt(&c.stream, nix::sys::socket::sockopt::RcvBuf).unwrap();
+        assert!(size <= 8192, "SO_RCVBUF is {size}");
+        assert_eq!(c.get("/").status, 200);
+    }
 }

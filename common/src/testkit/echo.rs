@@ -318,15 +318,7 @@ fn disconnect_mid_line_does_not_hurt_the_next(ctx: &EchoCtx) -> CheckResult {
     // Half a line, then a reset.
     let mut b = Line::open(ctx.addr)?;
     b.send(b"another half")?;
-    nix::sys::socket::setsockopt(
-        &b.stream,
-        nix::sys::socket::sockopt::Linger,
-        &nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    )
-    .ok();
+    super::reset_on_close(&b.stream);
     drop(b);
     let mut c = Line::echo(ctx)?;
     let back = c.ask("the next client")?;

@@ -15,12 +15,14 @@ pub mod client;
 pub mod conformance;
 pub mod echo;
 pub mod fdlock;
+pub mod files;
 pub mod goaccess;
 pub mod status;
 pub mod valgrind;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -51,6 +53,17 @@ impl ServerProcess {
         let mut cmd = Command::new(bin.as_ref());
         cmd.arg("--addr").arg("127.0.0.1:0").args(args);
         Self::start_command(cmd)
+    }
+
+    /// Starts HTTP stage `bin` serving the document root `root`, with the
+    /// access log off and then `args`: what most stage tests run. (A test
+    /// that reads the access log starts the server with [`start`](Self::start)
+    /// and its own `--access-log`.)
+    pub fn serving(bin: impl AsRef<Path>, root: impl AsRef<Path>, args: &[&str]) -> ServerProcess {
+        let root = root.as_ref().to_str().expect("temporary paths are UTF-8");
+        let mut all = vec!["--root", root, "--access-log", "off"];
+        all.extend_from_slice(args);
+        Self::start(bin, &all)
     }
 
     /// Starts a prepared command (which must choose port 0 itself) and waits
@@ -146,6 +159,32 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until `ready` holds, checking every 20 ms, and panics naming
+/// `what` if it still does not after `timeout`: the way a test waits for a
+/// state it cannot be told about (a closed listener, a line in a log), with
+/// an upper bound instead of a sleep and a hope.
+pub fn eventually(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} until {what}, in vain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes closing `socket` abort the connection with `RST` instead of `FIN`
+/// (`SO_LINGER` with a zero timeout), as a crashed peer would.
+pub fn reset_on_close(socket: &impl AsFd) {
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Linger, &linger)
+        .expect("set SO_LINGER");
 }
 
 /// Whether a test that needs an outside tool may run. `probe` is the command

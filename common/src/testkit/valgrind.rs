@@ -232,14 +232,7 @@ fn send_and_drain(addr: SocketAddr, bytes: &[u8]) -> bool {
 
 /// Closes with a RST (SO_LINGER 0) instead of a FIN.
 fn reset(s: TcpStream) {
-    let _ = nix::sys::socket::setsockopt(
-        &s,
-        nix::sys::socket::sockopt::Linger,
-        &nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    );
+    super::reset_on_close(&s);
     drop(s);
 }
 

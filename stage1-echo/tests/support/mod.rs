@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 
 use common::testkit::ServerProcess;
-use nix::sys::socket::{setsockopt, sockopt};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_stage1-echo");
@@ -91,14 +90,9 @@ impl Client {
         }
     }
 
-    /// Closes with `RST` instead of `FIN`: SO_LINGER with a zero timeout
-    /// makes `close` abort the connection, as a crashed peer would.
+    /// Closes with `RST` instead of `FIN`, as a crashed peer would.
     pub fn reset(self) {
-        let linger = nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        setsockopt(self.stream(), sockopt::Linger, &linger).expect("SO_LINGER");
+        common::testkit::reset_on_close(self.stream());
     }
 }
 
