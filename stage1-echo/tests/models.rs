@@ -21,7 +21,7 @@ fn ping_crowd(server: &common::testkit::ServerProcess) -> (Vec<String>, Vec<Clie
     let mut clients = Vec::with_capacity(CLIENTS);
     let mut answers = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
-        let mut c = Client::connect(server);
+        let c = Client::connect(server);
         // A refused client is told so and closed at once: the write may
         // find the socket closed already; its answer is still to be read.
         let _ = c.stream().write_all(b"PING\n");
