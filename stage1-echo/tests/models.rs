@@ -124,7 +124,7 @@ fn a_burst_larger_than_one_read_is_echoed_by_every_model() {
 /// above.
 #[test]
 fn edge_triggered_epoll_that_forgets_readiness_stalls() {
-    let server = start(&with(&MODELS[4], &["--edge-read-once"]));
+    let server = start(&with(MODELS[4], &["--edge-read-once"]));
     let got = burst(&server, 400, Duration::from_secs(2));
     assert!(
         got < 400 * 96,
