@@ -61,7 +61,8 @@ pub enum LogLevel {
     Debug,
 }
 
-/// Stage 1 of the course: a TCP echo and chat server, blocking or poll(2).
+/// Stage 1 of the course: a TCP echo and chat server, blocking or
+/// multiplexed with select(2), poll(2) or epoll(7).
 #[derive(Parser, Serialize, Deserialize, Debug, Clone)]
 #[command(
     name = "stage1-echo",

@@ -22,7 +22,7 @@
 //! turn, until a read or write says `EAGAIN`: the kernel will not say it
 //! again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -155,25 +155,20 @@ pub fn run(
             };
             list.push((LISTENER, l.as_fd(), want));
         }
+        // Edge-triggered, a client still ready from an earlier turn (not yet
+        // read or written to EAGAIN) that has work now is due this turn:
+        // no event will come for it.
+        let mut due: BTreeSet<ClientId> = BTreeSet::new();
         for (&id, conn) in &conns {
-            list.push((id, conn.stream.as_fd(), interest(&room, id, conn.phase)));
+            let want = interest(&room, id, conn.phase);
+            if edge && ((conn.ready.read && want.read) || (conn.ready.write && want.write)) {
+                due.insert(id);
+            }
+            list.push((id, conn.stream.as_fd(), want));
         }
 
-        // 2. Wait. Edge-triggered, a client that is still ready from an
-        // earlier turn (not yet read or written to EAGAIN) and has work
-        // makes the wait a mere look: no event will come for it.
+        // 2. Wait; with clients already due, only a look.
         let deadline = next_deadline(&room, &conns, shutdown_at, accept_paused_until);
-        let mut due: std::collections::BTreeSet<ClientId> = std::collections::BTreeSet::new();
-        if edge {
-            for &(key, _, want) in &list {
-                if conns
-                    .get(&key)
-                    .is_some_and(|c| (c.ready.read && want.read) || (c.ready.write && want.write))
-                {
-                    due.insert(key);
-                }
-            }
-        }
         let timeout = if due.is_empty() {
             deadline.map(|d| d.saturating_duration_since(now))
         } else {

@@ -93,3 +93,18 @@ fn blocking_model_pauses_when_out_of_descriptors() {
 fn poll_model_pauses_when_out_of_descriptors() {
     pauses_on_emfile("poll");
 }
+
+/// The select model shares the poll model's loop: it pauses too.
+#[test]
+fn select_model_pauses_when_out_of_descriptors() {
+    pauses_on_emfile("select");
+}
+
+/// The epoll model cannot just leave the listener out of a list: its
+/// interest list lives in the kernel. The pause is an `epoll_ctl` that
+/// takes the listener's interest away, and another that gives it back.
+/// (With `--edge` the listener stays level-triggered: the same path.)
+#[test]
+fn epoll_model_pauses_when_out_of_descriptors() {
+    pauses_on_emfile("epoll");
+}
