@@ -52,6 +52,13 @@ pub struct HttpConfig {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub precompressed: bool,
 
+    /// Answer static files through the per-thread open-file cache (as
+    /// nginx's `open_file_cache`): a repeated request costs no file-system
+    /// call, and a change on disk shows within a second. `false`: every
+    /// request asks the file system (the plain path, the same answers).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub open_file_cache: bool,
+
     /// Answer the `/api/add?a=..&b=..` route.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub api: bool,
@@ -276,6 +283,7 @@ impl HttpConfig {
         site.limits = limits;
         site.autoindex = self.autoindex;
         site.precompressed = self.precompressed;
+        site.open_file_cache = self.open_file_cache;
         site.api = self.api;
         if let Some(value) = &self.cache_control {
             Freshness::check_cache_control(value)
@@ -328,4 +336,40 @@ pub fn announce(addr: SocketAddr) {
 pub fn fatal(e: &dyn std::fmt::Display) -> ! {
     eprintln!("error: {e}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary's arguments: the shared flags and nothing else.
+    #[derive(clap::Parser, Serialize, Deserialize, Debug)]
+    struct Args {
+        #[command(flatten)]
+        #[serde(flatten)]
+        http: HttpConfig,
+    }
+
+    fn site_from(args: &[&str]) -> Site {
+        let argv = std::iter::once("test").chain(args.iter().copied());
+        let args: Args = crate::config::load_from(argv).unwrap();
+        args.http.site("test", AccessLog::disabled(), None).unwrap()
+    }
+
+    /// `--open-file-cache` and its TOML key reach the site, the flag over
+    /// the file; the cache is on by default.
+    #[test]
+    fn the_open_file_cache_switch_reaches_the_site() {
+        assert!(site_from(&[]).open_file_cache);
+        assert!(!site_from(&["--open-file-cache", "false"]).open_file_cache);
+        let file =
+            std::env::temp_dir().join(format!("open-file-cache-{}.toml", std::process::id()));
+        std::fs::write(&file, "open_file_cache = false\n").unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = site_from(&["--config", path]).open_file_cache;
+        let flag_wins = site_from(&["--config", path, "--open-file-cache", "true"]).open_file_cache;
+        let _ = std::fs::remove_file(&file);
+        assert!(!from_file);
+        assert!(flag_wins);
+    }
 }

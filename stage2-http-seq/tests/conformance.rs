@@ -1,7 +1,12 @@
 //! Stage 2 against the shared conformance suite: one `#[test]` per check
-//! (`cargo test -p stage2-http-seq --test conformance ranges` runs one),
-//! all against one sequential server started on first use.
+//! and configuration (`cargo test -p stage2-http-seq --test conformance
+//! ranges` runs one check), each configuration against one sequential
+//! server started on first use: as shipped, and with the open-file cache
+//! off.
 
 common::conformance_tests! {
     sequential => (env!("CARGO_BIN_EXE_stage2-http-seq"), &[]),
+    // The open-file cache switched off: every request takes the plain
+    // path, and must answer the same bytes.
+    no_open_file_cache => (env!("CARGO_BIN_EXE_stage2-http-seq"), &["--open-file-cache", "false"]),
 }

@@ -1,6 +1,6 @@
-//! Stage 5 against the shared conformance suite, in both accept models and
-//! with least-connections balancing. One `#[test]` per check and
-//! configuration (`ranges::pass_model`).
+//! Stage 5 against the shared conformance suite, in both accept models,
+//! with least-connections balancing, and with the open-file cache off. One
+//! `#[test]` per check and configuration (`ranges::pass_model`).
 
 common::conformance_tests! {
     // The master passes every connection to a worker over SCM_RIGHTS.
@@ -9,4 +9,6 @@ common::conformance_tests! {
     shared_model => (env!("CARGO_BIN_EXE_stage5-prefork"), &["--workers", "2", "--accept", "shared"]),
     // Least-connections balancing serves the same bytes.
     least_conn => (env!("CARGO_BIN_EXE_stage5-prefork"), &["--workers", "3", "--balance", "least-conn"]),
+    // The open-file cache switched off (every request takes the plain path).
+    no_open_file_cache => (env!("CARGO_BIN_EXE_stage5-prefork"), &["--workers", "2", "--accept", "pass", "--open-file-cache", "false"]),
 }

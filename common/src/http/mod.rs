@@ -5,9 +5,11 @@
 //! - [`chunked`]: finding the end of a chunked request body, incrementally.
 //! - [`conn`]: the per-connection state machine every stage drives.
 //! - [`site`]: the [`Site`] and [`respond`], the request handler.
-//! - [`files`]: static files, directory listings, validators, ranges.
+//! - [`files`]: static files the plain way, one module per step: resolve,
+//!   precompressed siblings, conditionals, ranges; and directory listings.
 //! - [`path`]: request path → file under the root, safely.
-//! - [`cache`]: the per-thread open-file cache in front of [`path`] and [`files`].
+//! - [`cache`]: the per-thread open-file cache, a layer over [`files`]
+//!   (same answers, fewer system calls; `--open-file-cache` switches it).
 //! - [`api`]: the `/api/add` route.
 //! - [`response`]: writing a response head into a caller-owned buffer.
 
