@@ -121,10 +121,15 @@ impl Waiter for Select {
         // select may change the timeout it is given (Linux writes back the
         // time left), so it gets a fresh one too.
         let mut tv = timeout.map(|d| TimeVal::microseconds(d.as_nanos().div_ceil(1000) as i64));
-        match nix::sys::select::select(None, &mut reads, &mut writes, None, tv.as_mut()) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        if waited(nix::sys::select::select(
+            None,
+            &mut reads,
+            &mut writes,
+            None,
+            tv.as_mut(),
+        ))? == 0
+        {
+            return Ok(());
         }
         // And the answer is found by testing every descriptor again.
         for &(key, fd, _) in list {
@@ -168,10 +173,8 @@ impl Waiter for Poll {
                 PollFd::new(fd, events)
             })
             .collect();
-        match nix::poll::poll(&mut fds, poll_timeout(timeout)) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        if waited(nix::poll::poll(&mut fds, poll_timeout(timeout)))? == 0 {
+            return Ok(());
         }
         for (&(key, _, _), fd) in list.iter().zip(&fds) {
             let got = fd.revents().unwrap_or(PollFlags::empty());
@@ -272,11 +275,7 @@ impl Waiter for EpollWaiter {
             }
             self.registered.insert(key, want);
         }
-        let n = match self.epoll.wait(&mut self.events, poll_timeout(timeout)) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
+        let n = waited(self.epoll.wait(&mut self.events, poll_timeout(timeout)))?;
         for event in &self.events[..n] {
             let got = event.events();
             let broken = got.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP);
@@ -299,6 +298,17 @@ impl Waiter for EpollWaiter {
     }
 }
 // ANCHOR_END: epoll
+
+/// How many descriptors a wait found ready. A wait that a signal
+/// interrupted (`EINTR`) found none: the loop looks at the signal flags
+/// at the top of its next turn.
+fn waited<N: Default>(result: nix::Result<N>) -> io::Result<N> {
+    match result {
+        Ok(n) => Ok(n),
+        Err(Errno::EINTR) => Ok(N::default()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// The descriptor number of a socket, for [`Waiter::admits`].
 pub fn raw(fd: &impl AsFd) -> RawFd {
