@@ -91,35 +91,25 @@ pub fn send_region(
     signals: &Signals,
     grace: Duration,
 ) -> io::Result<()> {
-    let mut offset = region.offset as nix::libc::off_t;
+    let mut offset = region.offset;
     let end = region.offset + region.len;
     let mut grace_deadline = None;
-    while (offset as u64) < end {
+    while offset < end {
         if signals.shutdown_requested() {
             let d = *grace_deadline.get_or_insert_with(|| Instant::now() + grace);
             if Instant::now() >= d {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "grace period over"));
             }
         }
-        let count = ((end - offset as u64) as usize).min(SENDFILE_CHUNK);
-        match nix::sys::sendfile::sendfile(
-            stream.as_fd(),
-            region.file.as_fd(),
-            Some(&mut offset),
-            count,
-        ) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while sending",
-                ));
-            }
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
+        let count = ((end - offset) as usize).min(SENDFILE_CHUNK);
+        match common::sendfile::send_chunk(stream, &region.file, offset, count) {
+            Ok(n) => offset += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // SO_SNDTIMEO passed with the socket's buffer still full.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -6,6 +6,8 @@
 # Usage: stage4-epoll/scripts/wrk-vs-nginx.sh [TARGET_DIR]
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../docs/labs/nginx.sh
+. "$HERE/../../docs/labs/nginx.sh"
 ROOT=$(cd "$HERE/../../www" && pwd)
 T=${1:-$HERE/../../target}/release
 TMP=$(mktemp -d)
@@ -18,30 +20,17 @@ run() { # name url wrk-args...
     "$(echo "$out" | awk '/ 99%/ {print $2}')"
 }
 for W in 1 2; do
-  cat > "$TMP/nginx.conf" <<CONF
-worker_processes $W;
-user root;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60;
-    server { listen 127.0.0.1:18080 reuseport; root $ROOT; }
-}
-CONF
-  nginx -c "$TMP/nginx.conf"; sleep 0.5
+  start_nginx $W 127.0.0.1:18080 "$ROOT" "$TMP" reuseport
   U=http://127.0.0.1:18080/index.html
   run "nginx workers=$W" $U -c64
   run "nginx workers=$W pipelined" $U -c64 -s "$HERE/pipeline16.lua"
   run "nginx workers=$W" $U -c16
   run "nginx workers=$W" $U -c1000
-  nginx -c "$TMP/nginx.conf" -s quit; sleep 1
+  stop_nginx "$TMP"
   "$T/stage4-epoll" --loops $W --addr 127.0.0.1:0 --access-log off \
     --keepalive-timeout 60 > "$TMP/out" 2>/dev/null &
-  PID=$!; sleep 0.5
+  PID=$!
+  until grep -q listening "$TMP/out" 2>/dev/null; do sleep 0.05; done
   PORT=$(sed -E 's#.*:([0-9]+)/#\1#' "$TMP/out")
   U=http://127.0.0.1:$PORT/index.html
   run "stage4 loops=$W" $U -c64

@@ -425,19 +425,8 @@ impl Connection {
                     return Ok(Flush::Yield);
                 }
                 let count = region.len.min(SENDFILE_CHUNK as u64) as usize;
-                let mut offset = region.offset as nix::libc::off_t;
-                match nix::sys::sendfile::sendfile(
-                    &self.stream,
-                    &region.file,
-                    Some(&mut offset),
-                    count,
-                ) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shrank while sending",
-                        ));
-                    }
+                match common::sendfile::send_chunk(&self.stream, &region.file, region.offset, count)
+                {
                     Ok(n) => {
                         region.offset += n as u64;
                         region.len -= n as u64;
@@ -447,9 +436,9 @@ impl Connection {
                             self.write_ready = false;
                         }
                     }
-                    Err(nix::errno::Errno::EAGAIN) => self.write_ready = false,
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_ready = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok(Flush::Done)

@@ -7,6 +7,8 @@
 # Usage: stage5-prefork/scripts/accept-models.sh [TARGET_DIR] [ROUNDS]
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../docs/labs/nginx.sh
+. "$HERE/../../docs/labs/nginx.sh"
 ROOT=$(cd "$HERE/../../www" && pwd)
 T=${1:-$HERE/../../target}/release
 ROUNDS=${2:-3}
@@ -35,23 +37,9 @@ for round in $(seq "$ROUNDS"); do
     echo "round=$round stage5 accept=$1 balance=$2 keepalive_rps=$ka newconn_rps=$nc conns_per_worker=[ $(per_worker)]"
     kill -TERM $PID; wait $PID
   done
-  cat > "$TMP/nginx.conf" <<CONF
-worker_processes 2;
-user root;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60;
-    server { listen 127.0.0.1:18081; root $ROOT; }
-}
-CONF
-  nginx -c "$TMP/nginx.conf"; sleep 0.5
+  start_nginx 2 127.0.0.1:18081 "$ROOT" "$TMP"
   ka=$(keepalive "http://127.0.0.1:18081$URL_PATH")
   nc=$(newconn "http://127.0.0.1:18081$URL_PATH")
   echo "round=$round nginx workers=2 keepalive_rps=$ka newconn_rps=$nc"
-  nginx -c "$TMP/nginx.conf" -s quit; sleep 1
+  stop_nginx "$TMP"
 done
