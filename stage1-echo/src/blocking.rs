@@ -14,10 +14,12 @@
 //! the server forever. The writes stay blocking: a client that never reads
 //! does stall this server — the problem `event_loop.rs` solves.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use common::signals::Signals;
 
@@ -27,7 +29,7 @@ use crate::room::{ClientId, Limits, Room, Status};
 // ANCHOR: run
 /// Serves clients one after the other until SIGINT/SIGTERM.
 pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Result<()> {
-    let mut room = Room::new(limits, Instant::now());
+    let room = RefCell::new(Room::new(limits, Instant::now()));
     while !signals.shutdown_requested() {
         // Sleep until a client is waiting, or a signal arrives.
         if !signals.wait_readable(listener.as_fd(), None)? {
@@ -46,7 +48,7 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
                 continue;
             }
         };
-        let id = match room.connect(Instant::now()) {
+        let id = match room.borrow_mut().connect(Instant::now()) {
             Ok(id) => id,
             Err(refusal) => {
                 // Only with --max-clients 0; one client at a time otherwise.
@@ -56,10 +58,10 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
         };
         log::info!("client {id}: connected from {peer}");
         // Per-connection errors end the connection, never the server.
-        if let Err(e) = serve(&stream, id, &mut room, signals) {
+        if let Err(e) = serve(&stream, id, &room, signals, None) {
             log::warn!("client {id}: {e}");
         }
-        room.remove(id);
+        room.borrow_mut().remove(id);
         log::info!("client {id}: disconnected");
     }
     Ok(())
@@ -67,41 +69,85 @@ pub fn run(listener: TcpListener, limits: Limits, signals: &Signals) -> io::Resu
 // ANCHOR_END: run
 
 // ANCHOR: serve
+/// Where a session finds the room: owned by the one thread that serves
+/// (this model: a `RefCell`), or shared by the workers of a pool behind a
+/// lock (stage 3's `--protocol line`: a `Mutex`). [`serve`] holds it only
+/// for a moment at a time, never while it waits for the network.
+pub trait RoomAccess {
+    /// Runs `f` on the room.
+    fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> R;
+}
+
+impl RoomAccess for RefCell<Room> {
+    fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
+
+impl RoomAccess for Mutex<Room> {
+    fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> R {
+        // A worker that panicked holding the lock left the room as it was
+        // between two calls: still consistent, so carry on.
+        f(&mut self.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Talks to one client until it quits, closes, times out, or a signal asks
-/// the server to stop.
-fn serve(stream: &TcpStream, id: ClientId, room: &mut Room, signals: &Signals) -> io::Result<()> {
+/// the server to stop. With `recheck`, the wait for the client's input
+/// also ends that often, to write what *other* clients' sessions put in
+/// this one's output (chat relays, on a pool where each client has a
+/// thread of its own).
+pub fn serve(
+    stream: &TcpStream,
+    id: ClientId,
+    room: &impl RoomAccess,
+    signals: &Signals,
+    recheck: Option<Duration>,
+) -> io::Result<()> {
     let mut buf = [0u8; 4096];
     loop {
         // Blocking write of everything pending; `write_all` loops over
-        // partial writes for us. Writing may let the room decode more.
-        while !room.pending(id).is_empty() {
-            let n = room.pending(id).len();
-            (&*stream).write_all(room.pending(id))?;
-            room.advance(id, n);
+        // partial writes for us. Writing may let the room decode more. The
+        // bytes are copied out first: the room is not held while we wait
+        // for a slow client to read.
+        loop {
+            let out = room.with(|r| r.pending(id).to_vec());
+            if out.is_empty() {
+                break;
+            }
+            (&*stream).write_all(&out)?;
+            room.with(|r| r.advance(id, out.len()));
         }
-        match room.status(id) {
+        match room.with(|r| r.status(id)) {
             Status::Open => {}
             Status::Closing => return linger_close(stream, signals),
             Status::Kill => return Ok(()),
         }
-        // Wait for input, a signal, or the idle deadline.
-        let timeout = room
-            .next_deadline()
+        // Wait for input, a signal, the idle deadline, or the recheck.
+        let idle = room
+            .with(|r| r.next_deadline())
             .map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = match (idle, recheck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if !signals.wait_readable(stream.as_fd(), timeout)? {
             if signals.shutdown_requested() {
-                room.shutdown();
+                room.with(|r| r.shutdown());
             } else {
-                room.expire_idle(Instant::now());
+                room.with(|r| r.expire_idle(Instant::now()));
             }
             continue;
         }
-        match (&*stream).read(&mut buf) {
-            Ok(0) => room.eof(id),
-            Ok(n) => room.received(id, &buf[..n], Instant::now()),
-            Err(e) if interrupted(&e) => {}
+        let got = match (&*stream).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if interrupted(&e) => continue,
             Err(e) => return Err(e),
-        }
+        };
+        room.with(|r| match got {
+            0 => r.eof(id),
+            n => r.received(id, &buf[..n], Instant::now()),
+        });
     }
 }
 // ANCHOR_END: serve

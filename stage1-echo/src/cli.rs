@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
+
+use crate::room::Limits;
 
 /// How the server waits for its clients.
 #[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,37 @@ pub struct Config {
     #[serde(default)]
     pub edge_read_once: bool,
 
+    /// What the server says and how much it holds: shared with stage 3's
+    /// `--protocol line`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub room: RoomConfig,
+
+    /// Log verbosity on stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+impl Config {
+    /// Checks what the types cannot: returns a message for the user if a
+    /// combination of settings makes no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.edge && self.model != Model::Epoll {
+            return Err("--edge needs --model epoll".into());
+        }
+        if self.edge_read_once && !self.edge {
+            return Err("--edge-read-once needs --model epoll --edge".into());
+        }
+        self.room.limits()?;
+        Ok(())
+    }
+}
+
+/// The line protocol's settings: echo or chat, the framing, and the
+/// bounds of one client and of the room. Stage 1's `Config` and stage 3's
+/// `--protocol line` both flatten it in.
+#[derive(Args, Serialize, Deserialize, Debug, Clone)]
+pub struct RoomConfig {
     /// Echo server or chat room.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
@@ -123,22 +156,12 @@ pub struct Config {
     /// messages would go past it is disconnected as too slow.
     #[arg(long, default_value_t = 65536)]
     pub max_pending: usize,
-
-    /// Log verbosity on stderr.
-    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
-    pub log_level: LogLevel,
 }
 
-impl Config {
-    /// Checks what the types cannot: returns a message for the user if a
-    /// combination of settings makes no sense.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.edge && self.model != Model::Epoll {
-            return Err("--edge needs --model epoll".into());
-        }
-        if self.edge_read_once && !self.edge {
-            return Err("--edge-read-once needs --model epoll --edge".into());
-        }
+impl RoomConfig {
+    /// The room's limits, or a message for the user if a combination of
+    /// settings makes no sense.
+    pub fn limits(&self) -> Result<Limits, String> {
         if self.framing == Framing::Protobuf && self.mode == Mode::Chat {
             return Err(
                 "--framing protobuf works with --mode echo only (chat relays free text)".into(),
@@ -150,8 +173,14 @@ impl Config {
         if self.max_pending == 0 {
             return Err("--max-pending must be at least 1".into());
         }
-        self.idle_timeout()?;
-        Ok(())
+        Ok(Limits {
+            mode: self.mode,
+            framing: self.framing,
+            max_line: self.max_line,
+            max_clients: self.max_clients,
+            max_pending: self.max_pending,
+            idle_timeout: self.idle_timeout()?,
+        })
     }
 
     /// The idle timeout, `None` for never.
@@ -182,11 +211,11 @@ mod tests {
         let c = parse(&[]);
         assert_eq!(c.addr.to_string(), "127.0.0.1:7878");
         assert_eq!(
-            (c.model, c.mode, c.framing),
+            (c.model, c.room.mode, c.room.framing),
             (Model::Poll, Mode::Echo, Framing::Line)
         );
-        assert_eq!((c.max_line, c.max_pending), (4096, 65536));
-        assert_eq!(c.idle_timeout(), Ok(Some(Duration::from_secs(300))));
+        assert_eq!((c.room.max_line, c.room.max_pending), (4096, 65536));
+        assert_eq!(c.room.idle_timeout(), Ok(Some(Duration::from_secs(300))));
         assert!(c.validate().is_ok());
     }
 
@@ -198,7 +227,10 @@ mod tests {
                 .is_err()
         );
         assert!(parse(&["--idle-timeout=-1"]).validate().is_err());
-        assert_eq!(parse(&["--idle-timeout", "0"]).idle_timeout(), Ok(None));
+        assert_eq!(
+            parse(&["--idle-timeout", "0"]).room.idle_timeout(),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -211,8 +243,8 @@ mod tests {
         .unwrap();
         let c = parse(&["--config", file.to_str().unwrap(), "--max-line", "20"]);
         assert_eq!(c.model, Model::Blocking);
-        assert_eq!(c.max_line, 20);
-        assert_eq!(c.idle_timeout, 0.5);
+        assert_eq!(c.room.max_line, 20);
+        assert_eq!(c.room.idle_timeout, 0.5);
         std::fs::remove_file(file).unwrap();
     }
 }

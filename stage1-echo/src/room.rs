@@ -115,6 +115,9 @@ pub struct Room {
     messages: u64,
     /// When the server started (the `uptime_s=` of `STATS`).
     started: Instant,
+    /// [`Room::shutdown`] was called: the goodbyes are said once, however
+    /// many threads notice the shutdown.
+    shutting_down: bool,
 }
 
 impl Room {
@@ -127,6 +130,7 @@ impl Room {
             next_guest: 1,
             messages: 0,
             started: now,
+            shutting_down: false,
         }
     }
 
@@ -274,8 +278,12 @@ impl Room {
     }
 
     /// Graceful shutdown: every open client gets `BYE server shutting down`
-    /// and is closing. No leave announcements: everyone is leaving.
+    /// and is closing. No leave announcements: everyone is leaving. Said
+    /// once: a second call does nothing.
     pub fn shutdown(&mut self) {
+        if std::mem::replace(&mut self.shutting_down, true) {
+            return;
+        }
         let ids: Vec<ClientId> = self.clients.iter().map(|(id, _)| id).collect();
         self.names.clear();
         for id in ids {
