@@ -8,32 +8,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::testkit::ServerProcess;
-use common::testkit::check::{Outcome, run_here};
-use common::testkit::echo::{CHECKS, EchoCtx};
+use common::testkit::echo::{EchoCtx, grade};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_stage1-echo");
-
-/// Runs the whole rubric; returns the names of the checks that failed
-/// (with their failures, for the assertion message) and of those skipped.
-fn grade(ctx: &EchoCtx) -> (BTreeSet<&'static str>, BTreeSet<&'static str>, String) {
-    let mut failed = BTreeSet::new();
-    let mut skipped = BTreeSet::new();
-    let mut report = String::new();
-    for check in CHECKS {
-        match run_here(check, ctx) {
-            Outcome::Pass => {}
-            Outcome::Skip(_) => {
-                skipped.insert(check.name);
-            }
-            Outcome::Fail(f) => {
-                report.push_str(&format!("FAIL {}\n{f}\n", check.name));
-                failed.insert(check.name);
-            }
-        }
-    }
-    (failed, skipped, report)
-}
 
 fn ctx(addr: SocketAddr) -> EchoCtx {
     EchoCtx {

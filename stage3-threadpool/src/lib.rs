@@ -41,8 +41,10 @@
 //! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
 //! - [`queue`]: the two bounded queues.
 //! - [`stats`]: the counters.
+//! - [`line`]: `--protocol line`, stage 1's line protocol on the same pool.
 
 pub mod connection;
+pub mod line;
 #[cfg(all(test, not(loom)))]
 mod mistake;
 pub mod pool;
@@ -96,6 +98,9 @@ pub struct Context {
     pub retry_after: u32,
     /// Testing only: a request for this path makes the worker panic.
     pub panic_path: Option<String>,
+    /// `--protocol line`: the workers serve stage 1's line protocol in
+    /// this shared room instead of HTTP.
+    pub line: Option<line::LineRoom>,
 }
 
 // ANCHOR: serve
@@ -103,6 +108,9 @@ pub struct Context {
 /// [`connection::serve_connection`], stage 2's loop plus the fairness policy.
 /// Errors belong to the connection: they are logged, never returned.
 pub fn serve(incoming: Incoming, ctx: &Context) {
+    if let Some(room) = &ctx.line {
+        return line::serve(incoming, ctx, room);
+    }
     let Incoming { stream, peer } = incoming;
     if let Some(path) = &ctx.panic_path {
         if asks_for(&stream, path) {
@@ -158,7 +166,12 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
                         Err(PushError::Full(incoming) | PushError::Closed(incoming)) => {
                             Stats::bump(&ctx.stats.rejected);
                             ctx.site.counters.rejected();
-                            reject_busy(incoming, &ctx.site, ctx.retry_after);
+                            match &ctx.line {
+                                None => reject_busy(incoming, &ctx.site, ctx.retry_after),
+                                Some(room) => {
+                                    let _ = (&incoming.stream).write_all(&line::refusal(room));
+                                }
+                            }
                         }
                     }
                 }

@@ -8,13 +8,26 @@
 
 use std::sync::Arc;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueEnum};
 use common::server::{HttpConfig, Server, announce, fatal};
 use serde::{Deserialize, Serialize};
+use stage1_echo::cli::{Mode, RoomConfig};
+use stage1_echo::room::Room;
+use stage3_threadpool::line::LineRoom;
 use stage3_threadpool::pool::{PoolConfig, ThreadPool};
 use stage3_threadpool::queue::QueueKind;
 use stage3_threadpool::stats::Stats;
 use stage3_threadpool::{Context, run, serve};
+
+/// What the workers speak.
+#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    /// HTTP/1.1, the static-file server.
+    Http,
+    /// Stage 1's line protocol (and chat), one client per worker.
+    Line,
+}
 
 /// Workers per core when `--threads` is 0.
 const THREADS_PER_CORE: usize = 4;
@@ -52,6 +65,16 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     fair: bool,
 
+    /// What the workers speak: HTTP/1.1, or stage 1's line protocol
+    /// (PING, ECHO, ADD, STATS, QUIT; --mode chat for the chat room), with
+    /// stage 1's settings below.
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = Protocol::Http)]
+    protocol: Protocol,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    line: RoomConfig,
+
     /// Testing only: a worker panics when this path is requested.
     #[arg(long, value_name = "PATH", hide = true)]
     panic_path: Option<String>,
@@ -66,6 +89,16 @@ fn main() {
     if args.queue_depth == 0 {
         fatal(&"--queue-depth must be at least 1");
     }
+    let line = match args.protocol {
+        Protocol::Http => None,
+        Protocol::Line => {
+            let limits = args.line.limits().unwrap_or_else(|e| fatal(&e));
+            Some(LineRoom {
+                room: std::sync::Mutex::new(Room::new(limits, std::time::Instant::now())),
+                chat: args.line.mode == Mode::Chat,
+            })
+        }
+    };
     let stats = Arc::new(Stats::default());
     let status = {
         let stats = Arc::clone(&stats);
@@ -89,6 +122,7 @@ fn main() {
         fair: args.fair,
         retry_after: args.retry_after,
         panic_path: args.panic_path,
+        line,
     });
     let config = PoolConfig {
         threads: args.threads,
@@ -104,7 +138,12 @@ fn main() {
         args.queue.name(),
         args.queue_depth
     );
-    announce(addr);
+    if ctx.line.is_some() {
+        // Not a URL: the line protocol is spoken with `nc`, not a browser.
+        println!("listening on {addr}");
+    } else {
+        announce(addr);
+    }
 
     if let Err(e) = run(&listener, &pool, &ctx) {
         log::error!("accept loop: {e}");
