@@ -139,11 +139,14 @@ pub fn wait_for_shutdown(signals: &Signals) {
 // ANCHOR: serve
 /// Runs one event loop per listener, each on its own thread, until a
 /// shutdown signal; then wakes every loop through its `mio::Waker` and
-/// waits for all of them to finish their grace period.
+/// waits for all of them to finish their grace period. `started` runs
+/// once every loop exists (the binary announces `listening on` there:
+/// nothing that needs a descriptor is created after the announcement).
 pub fn serve(
     listeners: Vec<TcpListener>,
     config: &LoopConfig,
     signals: &Signals,
+    started: impl FnOnce(),
 ) -> io::Result<()> {
     let mut handles = Vec::new();
     let mut threads = Vec::new();
@@ -156,6 +159,7 @@ pub fn serve(
             .spawn(move || ev.run())?;
         threads.push(thread);
     }
+    started();
     wait_for_shutdown(signals);
     for handle in &handles {
         handle.shutdown();

@@ -49,8 +49,7 @@ fn main() {
         timeouts: server.timeouts,
         max_connections: args.max_connections,
     };
-    announce(addr);
-    if let Err(e) = serve(listeners, &config, &server.signals) {
+    if let Err(e) = serve(listeners, &config, &server.signals, || announce(addr)) {
         log::error!("{e}");
     }
     log::info!("shut down");
