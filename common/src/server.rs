@@ -174,6 +174,16 @@ pub struct Server {
     pub timeouts: Timeouts,
 }
 
+/// `--NAME SECS` as a duration, where 0 is allowed (it means "at once").
+pub fn secs_or_zero(name: &str, v: f64) -> io::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--{name} must be a number of seconds >= 0, not {v}"),
+        )
+    })
+}
+
 fn secs(name: &str, v: f64) -> io::Result<Duration> {
     Duration::try_from_secs_f64(v)
         .ok()

@@ -108,8 +108,11 @@ pub struct Ctx<'a> {
     /// The loop's clock for this round (one `Instant::now()` per round).
     pub now: Instant,
     /// The server is shutting down: answer with `Connection: close`, and
-    /// close instead of waiting for another request.
+    /// wait at most `last_request` for another request.
     pub draining: bool,
+    /// While draining, how long an idle connection waits for one last
+    /// request (see `EventLoop::begin_shutdown`).
+    pub last_request: Duration,
     /// This connection's slab key (also its mio token).
     pub key: usize,
 }
@@ -238,7 +241,16 @@ impl Connection {
                         self.phase = self.reading_phase();
                         let waiting = self.is_waiting();
                         let t = cx.timeouts;
-                        self.arm(cx, if waiting { t.keepalive } else { t.header });
+                        // A response written while a shutdown began still
+                        // said keep-alive: its client's next request may
+                        // be on its way. Wait for it, briefly, and answer
+                        // it with `Connection: close`.
+                        let idle = if cx.draining {
+                            t.keepalive.min(cx.last_request)
+                        } else {
+                            t.keepalive
+                        };
+                        self.arm(cx, if waiting { idle } else { t.header });
                     }
                 },
                 Phase::ReadingHead | Phase::SkippingBody => {
@@ -255,9 +267,6 @@ impl Connection {
                             self.start_linger(cx);
                             continue;
                         }
-                    }
-                    if cx.draining && self.is_waiting() {
-                        return Ok(Progress::Done);
                     }
                     if !self.read_ready {
                         self.release_if_idle(cx.pool);

@@ -23,6 +23,7 @@ fn config(root: &TempDir) -> LoopConfig {
             grace: Duration::from_secs(5),
         },
         max_connections: 100,
+        last_request: Duration::from_secs(1),
     }
 }
 
