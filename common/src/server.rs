@@ -4,8 +4,8 @@
 //! thread count, the number of event loops, ...), so `--help`, the TOML
 //! keys and the defaults are the same everywhere.
 
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use clap::ArgAction;
 use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS};
-use crate::http::{Freshness, Site, StatusPage, StatusSource};
+use crate::http::{Conn, Freshness, Site, StatusPage, StatusSource};
 use crate::logging::{AccessLog, LogSettings, Logs};
 use crate::signals::Signals;
 use crate::stats::Counters;
@@ -346,6 +346,42 @@ pub fn announce(addr: SocketAddr) {
 pub fn fatal(e: &dyn std::fmt::Display) -> ! {
     eprintln!("error: {e}");
     std::process::exit(1);
+}
+
+// ANCHOR: reject_busy
+/// Answers a connection the server has no room for: `503` with
+/// `Retry-After`, then close (stage 3's acceptor when its queue is full,
+/// stage 5's master when every worker is). Runs on the accepting thread, so it must never
+/// block: the socket is made non-blocking, the response (a few hundred
+/// bytes, which a new socket's empty send buffer always takes) is written
+/// once, and request bytes that already arrived are read and thrown away,
+/// so that closing sends a FIN rather than a RST that could destroy the
+/// response in flight.
+pub fn reject_busy(mut stream: TcpStream, peer: SocketAddr, site: &Site, retry_after: u32) {
+    let mut out = Vec::with_capacity(1024);
+    Conn::new(peer.ip()).reject_busy(site, retry_after, &mut out);
+    let result = stream.set_nonblocking(true).and_then(|()| {
+        discard_pending(&mut stream);
+        stream.write_all(&out)?;
+        stream.shutdown(Shutdown::Write)
+    });
+    match result {
+        Ok(()) => log::debug!("{peer}: no room, answered 503"),
+        Err(e) => log::debug!("{peer}: no room, 503 not sent: {e}"),
+    }
+}
+// ANCHOR_END: reject_busy
+
+/// Reads and drops whatever a non-blocking socket has received (at most
+/// 64 KiB), until it would block.
+fn discard_pending(stream: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 #[cfg(test)]

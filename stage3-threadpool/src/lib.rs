@@ -35,7 +35,8 @@
 //! thread with an event loop.
 //!
 //! # Layout
-//! - [`run`]: the acceptor loop; [`reject_busy`]: the `503` it sends.
+//! - [`run`]: the acceptor loop; the `503` it sends is
+//!   `common::server::reject_busy` (stage 5's master sends the same).
 //! - [`serve`]: what a worker does with one connection;
 //!   [`connection`]: its loop, stage 2's plus the fairness policy.
 //! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
@@ -52,13 +53,13 @@ pub mod queue;
 pub mod stats;
 mod sync;
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::http::{Conn, Site};
+use common::http::Site;
 use common::server::Timeouts;
 use common::signals::Signals;
 use stage2_http_seq::Options;
@@ -167,7 +168,12 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
                             Stats::bump(&ctx.stats.rejected);
                             ctx.site.counters.rejected();
                             match &ctx.line {
-                                None => reject_busy(incoming, &ctx.site, ctx.retry_after),
+                                None => common::server::reject_busy(
+                                    incoming.stream,
+                                    incoming.peer,
+                                    &ctx.site,
+                                    ctx.retry_after,
+                                ),
                                 Some(room) => {
                                     let _ = (&incoming.stream).write_all(&line::refusal(room));
                                 }
@@ -190,39 +196,3 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
     Ok(())
 }
 // ANCHOR_END: accept_loop
-
-// ANCHOR: reject_busy
-/// Answers a connection the pool has no room for: `503` with
-/// `Retry-After`, then close. Runs on the acceptor thread, so it must never
-/// block: the socket is made non-blocking, the response (a few hundred
-/// bytes, which a new socket's empty send buffer always takes) is written
-/// once, and request bytes that already arrived are read and thrown away,
-/// so that closing sends a FIN rather than a RST that could destroy the
-/// response in flight.
-pub fn reject_busy(incoming: Incoming, site: &Site, retry_after: u32) {
-    let Incoming { mut stream, peer } = incoming;
-    let mut out = Vec::with_capacity(1024);
-    Conn::new(peer.ip()).reject_busy(site, retry_after, &mut out);
-    let result = stream.set_nonblocking(true).and_then(|()| {
-        discard_pending(&mut stream);
-        stream.write_all(&out)?;
-        stream.shutdown(Shutdown::Write)
-    });
-    match result {
-        Ok(()) => log::debug!("{peer}: queue full, answered 503"),
-        Err(e) => log::debug!("{peer}: queue full, 503 not sent: {e}"),
-    }
-}
-// ANCHOR_END: reject_busy
-
-/// Reads and drops whatever a non-blocking socket has received (at most
-/// 64 KiB), until it would block.
-fn discard_pending(stream: &mut TcpStream) {
-    let mut buf = [0u8; 4096];
-    for _ in 0..16 {
-        match stream.read(&mut buf) {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-    }
-}

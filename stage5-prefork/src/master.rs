@@ -65,6 +65,25 @@ enum Dispatch {
     ChannelsFull,
 }
 
+/// How a worker ended, as `waitpid` says: matched as a value, written out
+/// only for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// It called `exit` with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(Signal),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit status {code}"),
+            Exit::Signal(sig) => write!(f, "signal {sig}"),
+        }
+    }
+}
+
 /// A worker process, as the master sees it.
 #[derive(Debug)]
 struct Child {
@@ -460,7 +479,7 @@ impl Master {
     // ANCHOR_END: dispatch
 
     /// Answers `503 Service Unavailable` with `Retry-After` and closes: the
-    /// same answer stage 3 gives when its queue is full (its function).
+    /// same answer stage 3 gives when its queue is full (`common`'s function).
     fn reject(&mut self, stream: std::net::TcpStream, peer: std::net::SocketAddr) {
         if self.busy_site.is_none() {
             let site =
@@ -476,7 +495,7 @@ impl Master {
             }
         }
         if let Some(site) = &self.busy_site {
-            stage3_threadpool::reject_busy(stage3_threadpool::Incoming { stream, peer }, site, 1);
+            common::server::reject_busy(stream, peer, site, 1);
         }
     }
 
@@ -484,9 +503,9 @@ impl Master {
     /// Collects every exited worker (SIGCHLD may stand for several).
     fn reap(&mut self) {
         loop {
-            let (pid, how) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exit status {code}")),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, format!("signal {sig}")),
+            let (pid, exit) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig)),
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
@@ -506,7 +525,8 @@ impl Master {
             let s = self.board.slot(slot);
             s.set_state(State::Free);
             s.pid.store(0, Ordering::Release);
-            if how == format!("exit status {EXIT_FATAL}") {
+            let how = exit.to_string();
+            if exit == Exit::Code(EXIT_FATAL) {
                 log::error!("worker {slot} (pid {pid}) cannot start ({how}); not replacing it");
                 self.fatal = true;
                 continue;
