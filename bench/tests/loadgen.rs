@@ -33,6 +33,7 @@ fn load_generator_against_stage2() {
         keepalive: Duration::from_secs(5),
         send: Duration::from_secs(10),
         grace: Duration::from_secs(1),
+        last_request: Duration::from_secs(1),
     };
     std::thread::scope(|s| {
         let opts = Options {

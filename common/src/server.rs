@@ -91,6 +91,14 @@ pub struct HttpConfig {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub grace_period: f64,
 
+    /// Seconds an idle keep-alive connection stays open, once the server
+    /// is shutting down (or, in stage 5, a worker is retired by a reload),
+    /// for one last request, answered with `Connection: close`: a request
+    /// already on its way is answered instead of reset. 0 closes idle
+    /// connections at once.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub last_request: f64,
+
     /// Longest request line in bytes (longer: 414).
     #[arg(long, value_name = "BYTES", default_value_t = 8192)]
     pub max_request_line: usize,
@@ -159,6 +167,8 @@ pub struct Timeouts {
     pub send: Duration,
     /// To finish in-flight work at shutdown.
     pub grace: Duration,
+    /// At shutdown, for an idle keep-alive connection's last request.
+    pub last_request: Duration,
 }
 
 /// What every HTTP stage has running once it has started.
@@ -208,6 +218,7 @@ impl HttpConfig {
             keepalive: secs("keepalive-timeout", self.keepalive_timeout)?,
             send: secs("send-timeout", self.send_timeout)?,
             grace: secs("grace-period", self.grace_period)?,
+            last_request: secs_or_zero("last-request", self.last_request)?,
         })
     }
 

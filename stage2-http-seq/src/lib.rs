@@ -107,6 +107,8 @@ pub fn serve_connection(
     // here, so a client trickling one byte at a time is still cut off.
     let mut request_began = Instant::now();
     let mut last_response = Instant::now();
+    // When this connection first saw the shutdown (see below).
+    let mut drain_began: Option<Instant> = None;
     loop {
         // Once a shutdown has started, the next response is the last one.
         let draining = opts.signals.shutdown_requested();
@@ -132,18 +134,23 @@ pub fn serve_connection(
                 // requests (keep-alive timeout).
                 let waiting = input.is_empty() && !conn.skipping_body();
                 let idle = waiting && conn.served() > 0;
-                // A shutdown closes a waiting connection at once, unless a
-                // request already sits in the receive buffer: closing then
-                // would reset it, and the client could not tell it was unread.
-                if waiting && draining && !readable_now(&stream, opts.signals)? {
-                    return Ok(());
-                }
-                let deadline = if idle {
+                let mut deadline = if idle {
                     last_response + opts.timeouts.keepalive
                 } else {
                     request_began + opts.timeouts.header
                 };
-                let wake = waiting.then_some(opts.signals);
+                // A shutdown does not close a waiting connection at once: its
+                // client may have sent the next request already (the last
+                // response still said keep-alive), and closing would reset
+                // the connection under it. It gets `--last-request` for that
+                // request, answered with `Connection: close`.
+                if waiting && draining {
+                    let began = *drain_began.get_or_insert_with(Instant::now);
+                    deadline = deadline.min(began + opts.timeouts.last_request);
+                }
+                // Waiting for a request, a shutdown wakes the read at once
+                // (the last-request wait above is the one exception).
+                let wake = (waiting && !draining).then_some(opts.signals);
                 track.idle(waiting);
                 let outcome = read_until(&mut stream, &mut input, deadline, wake)?;
                 track.idle(false);
@@ -153,7 +160,10 @@ pub fn serve_connection(
                             request_began = Instant::now();
                         }
                     }
-                    ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
+                    ReadOutcome::Eof => return Ok(()),
+                    // A shutdown began while we waited: go round, and wait
+                    // for the last request.
+                    ReadOutcome::Interrupted => {}
                     ReadOutcome::TimedOut => {
                         return time_out(&mut stream, &mut conn, &input, idle, opts, &mut out);
                     }

@@ -44,6 +44,8 @@ pub fn serve_connection(
     // here, so a client trickling one byte at a time is still cut off.
     let mut request_began = Instant::now();
     let mut last_response = Instant::now();
+    // When this connection first saw the shutdown (see below).
+    let mut drain_began: Option<Instant> = None;
     loop {
         // Once a shutdown has started, the next response is the last one.
         let draining = opts.signals.shutdown_requested();
@@ -75,22 +77,28 @@ pub fn serve_connection(
                 // requests (keep-alive timeout).
                 let waiting = input.is_empty() && !conn.skipping_body();
                 let idle = waiting && conn.served() > 0;
-                // A shutdown closes a waiting connection at once, unless a
-                // request already sits in the receive buffer: closing then
-                // would reset it, and the client could not tell it was unread.
-                // With `--fair`, so does a crowd in the queue, on an idle one.
-                let yielding = idle && crowded;
-                if ((waiting && draining) || yielding) && !readable_now(&stream, opts.signals)? {
-                    if yielding && !draining {
-                        Stats::bump(&ctx.stats.yielded);
-                    }
+                // With `--fair`, a crowd in the queue closes an idle
+                // connection, unless a request already sits in the receive
+                // buffer: closing then would reset it, and the client could
+                // not tell it was unread.
+                if idle && crowded && !draining && !readable_now(&stream, opts.signals)? {
+                    Stats::bump(&ctx.stats.yielded);
                     return Ok(());
                 }
-                let deadline = if idle {
+                let mut deadline = if idle {
                     last_response + opts.timeouts.keepalive
                 } else {
                     request_began + opts.timeouts.header
                 };
+                // A shutdown does not close a waiting connection at once: its
+                // client may have sent the next request already (the last
+                // response still said keep-alive), and closing would reset
+                // the connection under it. It gets `--last-request` for that
+                // request, answered with `Connection: close`.
+                if waiting && draining {
+                    let began = *drain_began.get_or_insert_with(Instant::now);
+                    deadline = deadline.min(began + opts.timeouts.last_request);
+                }
                 // A worker blocked reading an idle connection cannot be
                 // told that the queue filled up, so it wakes now and then to
                 // look again.
@@ -99,7 +107,9 @@ pub fn serve_connection(
                 } else {
                     deadline
                 };
-                let wake = waiting.then_some(opts.signals);
+                // Waiting for a request, a shutdown wakes the read at once
+                // (the last-request wait above is the one exception).
+                let wake = (waiting && !draining).then_some(opts.signals);
                 track.idle(waiting);
                 let outcome = read_until(&mut stream, &mut input, wait_end, wake)?;
                 track.idle(false);
@@ -109,7 +119,10 @@ pub fn serve_connection(
                             request_began = Instant::now();
                         }
                     }
-                    ReadOutcome::Eof | ReadOutcome::Interrupted => return Ok(()),
+                    ReadOutcome::Eof => return Ok(()),
+                    // A shutdown began while we waited: go round, and wait
+                    // for the last request.
+                    ReadOutcome::Interrupted => {}
                     // Only the recheck's short wait ended: look again.
                     ReadOutcome::TimedOut if wait_end < deadline => {}
                     ReadOutcome::TimedOut => {

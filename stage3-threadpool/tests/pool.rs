@@ -241,3 +241,29 @@ fn sigterm_finishes_in_flight_and_queued_connections() {
         "{log}"
     );
 }
+
+/// At SIGTERM an idle keep-alive connection is not closed under its
+/// client, who may have sent its next request already: a request sent once
+/// the shutdown has begun (the listener is closed) is answered, with
+/// `Connection: close`, within `--last-request`. With `--last-request 0`
+/// the worker closes the same connection as soon as it sees the shutdown,
+/// unasked: the failing case, and what stage 3 did before.
+#[test]
+fn an_idle_connection_gets_one_last_request_at_shutdown() {
+    let server = ServerProcess::start(BIN, &["--threads", "2", "--last-request", "10"]);
+    let mut c = Client::connect(server.addr);
+    assert_eq!(c.get("/").status, 200);
+    server.signal(Signal::SIGTERM);
+    common::testkit::eventually("the listener is closed", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(server.addr).is_err()
+    });
+    let last = c.get("/");
+    assert_eq!(last.status, 200, "{last:?}");
+    assert_eq!(last.header("Connection"), Some("close"), "{last:?}");
+
+    let server = ServerProcess::start(BIN, &["--threads", "2", "--last-request", "0"]);
+    let mut c = Client::connect(server.addr);
+    assert_eq!(c.get("/").status, 200);
+    server.signal(Signal::SIGTERM);
+    c.expect_closed();
+}

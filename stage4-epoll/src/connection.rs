@@ -110,9 +110,6 @@ pub struct Ctx<'a> {
     /// The server is shutting down: answer with `Connection: close`, and
     /// wait at most `last_request` for another request.
     pub draining: bool,
-    /// While draining, how long an idle connection waits for one last
-    /// request (see `EventLoop::begin_shutdown`).
-    pub last_request: Duration,
     /// This connection's slab key (also its mio token).
     pub key: usize,
 }
@@ -246,7 +243,7 @@ impl Connection {
                         // be on its way. Wait for it, briefly, and answer
                         // it with `Connection: close`.
                         let idle = if cx.draining {
-                            t.keepalive.min(cx.last_request)
+                            t.keepalive.min(t.last_request)
                         } else {
                             t.keepalive
                         };

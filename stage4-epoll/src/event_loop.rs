@@ -90,10 +90,6 @@ pub struct LoopConfig {
     /// Connections this loop holds at most; at the limit it stops accepting
     /// until one closes (like nginx's `worker_connections`, per loop).
     pub max_connections: usize,
-    /// When the loop shuts down (SIGTERM; a stage 5 worker retired by a
-    /// reload), how long an idle keep-alive connection stays open for one
-    /// last request, answered with `Connection: close` (`--last-request`).
-    pub last_request: Duration,
 }
 
 /// The part of a loop other threads (or a stage 5 worker's fd receiver)
@@ -343,7 +339,6 @@ impl EventLoop {
             scratch: &mut self.scratch,
             now,
             draining: self.grace_deadline.is_some(),
-            last_request: self.config.last_request,
             key,
         };
         let was_waiting = conn.is_waiting();
@@ -519,15 +514,15 @@ impl EventLoop {
     /// at once: its client may have sent its next request already, and a
     /// close that crosses it resets the connection under a request the
     /// client cannot know was unread. So it gets `last_request` for one
-    /// more request, and is then closed as an idle connection is (its
-    /// timer fires).
+    /// more request (`--last-request`), and is then closed as an idle
+    /// connection is (its timer fires).
     fn begin_shutdown(&mut self, now: Instant) {
         self.grace_deadline = Some(now + self.config.timeouts.grace);
         if let Some(mut listener) = self.listener.take() {
             // Closing it is enough to leave epoll; deregister to be explicit.
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let last = now + self.config.last_request;
+        let last = now + self.config.timeouts.last_request;
         for (key, conn) in self.conns.iter_mut() {
             if conn.is_waiting() && last < conn.deadline.at {
                 self.timers.arm(&mut conn.deadline, last, key, conn.serial);

@@ -17,14 +17,6 @@ struct Args {
     #[serde(flatten)]
     http: HttpConfig,
 
-    /// Seconds an idle keep-alive connection stays open, once the server
-    /// is shutting down (or, in stage 5, a worker is retired by a reload),
-    /// for one last request, answered with `Connection: close`. A request
-    /// already on its way is then answered instead of reset. 0 closes idle
-    /// connections at once.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    last_request: f64,
-
     /// Event loops (threads), each with its own SO_REUSEPORT listener.
     #[arg(long, value_name = "N", default_value_t = 1)]
     loops: usize,
@@ -56,8 +48,6 @@ fn main() {
         site: server.site.clone(),
         timeouts: server.timeouts,
         max_connections: args.max_connections,
-        last_request: common::server::secs_or_zero("last-request", args.last_request)
-            .unwrap_or_else(|e| fatal(&e)),
     };
     if let Err(e) = serve(listeners, &config, &server.signals, || announce(addr)) {
         log::error!("{e}");

@@ -21,9 +21,9 @@ fn config(root: &TempDir) -> LoopConfig {
             keepalive: Duration::from_secs(5),
             send: Duration::from_secs(5),
             grace: Duration::from_secs(5),
+            last_request: Duration::from_secs(1),
         },
         max_connections: 100,
-        last_request: Duration::from_secs(1),
     }
 }
 

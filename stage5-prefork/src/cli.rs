@@ -36,14 +36,6 @@ pub struct Args {
     #[serde(flatten)]
     pub http: HttpConfig,
 
-    /// Seconds an idle keep-alive connection stays open, once the server
-    /// is shutting down (or, in stage 5, a worker is retired by a reload),
-    /// for one last request, answered with `Connection: close`. A request
-    /// already on its way is then answered instead of reset. 0 closes idle
-    /// connections at once.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    pub last_request: f64,
-
     /// Worker processes; 0 means one per CPU.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub workers: usize,

@@ -91,13 +91,6 @@ pub fn run(spec: Spec) -> i32 {
         site: Arc::clone(&server.site),
         timeouts: server.timeouts,
         max_connections: spec.args.max_connections,
-        last_request: match common::server::secs_or_zero("last-request", spec.args.last_request) {
-            Ok(d) => d,
-            Err(e) => {
-                log::error!("worker {}: {e}", spec.slot);
-                return EXIT_FATAL;
-            }
-        },
     };
     let mut ev = match EventLoop::new(config) {
         Ok(ev) => ev,
