@@ -65,6 +65,11 @@ enum Dispatch {
     ChannelsFull,
 }
 
+/// The threads of this process, from `/proc/self/task`.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
 /// How a worker ended, as `waitpid` says: matched as a value, written out
 /// only for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +207,17 @@ impl Master {
             AcceptModel::Shared => None,
         };
         self.board.slot(slot).reset(0, common::time::unix_now());
-        // SAFETY: the master is single-threaded (it never starts a thread),
+        // The safety argument below holds only in a process with one
+        // thread; checked, not assumed (a thread started by a library, or
+        // by a later change, would make it false).
+        let threads = thread_count()?;
+        if threads != 1 {
+            return Err(io::Error::other(format!(
+                "refusing to fork: the master has {threads} threads, and a child \
+                 could inherit a lock held by one that does not exist in it"
+            )));
+        }
+        // SAFETY: the master has exactly one thread (checked just above),
         // so the child cannot inherit a lock held by a thread that does not
         // exist in it. The child only runs `become_worker` and exits.
         match unsafe { fork() }? {
