@@ -20,12 +20,11 @@
 
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use common::stats::Counters;
 
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 
 /// A slot's life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,25 +110,20 @@ type PerWorker = (
     fn(&Slot, u64) -> u64,
 );
 
-/// The shared mapping: `len` slots.
+/// The shared mapping: one slot per worker, mapped once and never unmapped
+/// (the master and every worker keep it until they exit), so it is a plain
+/// `&'static [Slot]`: every access after `new` is safe code.
 #[derive(Debug)]
 pub struct Scoreboard {
-    ptr: NonNull<Slot>,
-    len: usize,
+    slots: &'static [Slot],
 }
-
-// SAFETY: the mapping is only ever accessed through `&Slot`, whose fields
-// are all atomics; sharing it between threads is as safe as sharing a
-// `&[AtomicU64]`.
-unsafe impl Send for Scoreboard {}
-// SAFETY: as above: every access goes through atomic operations.
-unsafe impl Sync for Scoreboard {}
 
 impl Scoreboard {
     // ANCHOR: mmap
     /// Maps `len` zeroed slots shared with every process forked later.
     pub fn new(len: usize) -> std::io::Result<Scoreboard> {
-        let bytes = size_of::<Slot>() * len.max(1);
+        let len = len.max(1);
+        let bytes = size_of::<Slot>() * len;
         let size =
             NonZeroUsize::new(bytes).ok_or_else(|| std::io::Error::other("empty scoreboard"))?;
         // SAFETY: we ask for a fresh anonymous mapping (no address hint, no
@@ -142,25 +136,24 @@ impl Scoreboard {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(Scoreboard {
-            ptr: ptr.cast(),
-            len: len.max(1),
-        })
+        // SAFETY: `ptr` points at `len` slots of a mapping that is never
+        // unmapped, so the slice may live for the whole program; the kernel
+        // zero-fills anonymous pages and zero is a valid value of every
+        // field; `Slot` is `repr(C)` of atomics, so shared references from
+        // several threads and processes are sound.
+        let slots = unsafe { std::slice::from_raw_parts(ptr.cast::<Slot>().as_ptr(), len) };
+        Ok(Scoreboard { slots })
     }
     // ANCHOR_END: mmap
 
     /// Every slot.
-    pub fn slots(&self) -> &[Slot] {
-        // SAFETY: `ptr` points at `len` slots of a live mapping (unmapped
-        // only in Drop); the kernel zero-fills anonymous pages and zero is a
-        // valid value of every field; `Slot` is `repr(C)` of atomics, so
-        // shared references from several processes are sound.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    pub fn slots(&self) -> &'static [Slot] {
+        self.slots
     }
 
     /// One slot.
-    pub fn slot(&self, i: usize) -> &Slot {
-        &self.slots()[i]
+    pub fn slot(&self, i: usize) -> &'static Slot {
+        &self.slots[i]
     }
 
     /// Appends the Prometheus text exposition: the common counters summed
@@ -235,15 +228,6 @@ impl Scoreboard {
                 );
             }
         }
-    }
-}
-
-impl Drop for Scoreboard {
-    fn drop(&mut self) {
-        let bytes = size_of::<Slot>() * self.len;
-        // SAFETY: the mapping was created in `new` with this length and no
-        // reference into it outlives `self` (slots() borrows self).
-        let _ = unsafe { munmap(self.ptr.cast(), bytes) };
     }
 }
 
