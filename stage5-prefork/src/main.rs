@@ -25,8 +25,9 @@
 //! `--chroot` (the master holds them).
 //!
 //! # Layout
-//! - `master.rs`: fork, accept and dispatch, reap and respawn, reload,
-//!   recycle, stop.
+//! - `master/`: the master, by concern: `mod.rs` (the loop, signals, stop),
+//!   `dispatch.rs` (accept and pass, or 503), `supervise.rs` (fork, reap
+//!   and respawn, reload, recycle).
 //! - `worker.rs`: what a forked child does, and the feeder threads.
 //! - `fdpass.rs`: `SCM_RIGHTS` send and receive.
 //! - `scoreboard.rs`: the `MAP_SHARED` scoreboard and `/server-status`.
