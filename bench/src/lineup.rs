@@ -479,7 +479,9 @@ fn flag_line(line: &str) -> Option<String> {
 /// The long flags of [`common::server::HttpConfig`]: `--addr`, `--root`...
 fn shared_flags() -> Vec<String> {
     use clap::Args as _;
-    common::server::HttpConfig::augment_args(clap::Command::new("stage"))
+    // The command's name is never shown: only its arguments are read.
+    let command = clap::Command::new(env!("CARGO_PKG_NAME"));
+    common::server::HttpConfig::augment_args(command)
         .get_arguments()
         .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
         .collect()

@@ -250,15 +250,14 @@ fn sighup_rolls_workers_without_losing_a_request_and_applies_the_change() {
     assert!(seen.ok > 300, "{seen:?}");
 }
 
-/// Two reloads under a keep-alive load, counted from the client side.
-/// Returns what the clients saw; `last_request` is the server's
-/// `--last-request`.
-fn two_reloads_under_load(last_request: &str) -> Seen {
-    let server = ServerProcess::start(
+/// Stage 5 with `workers` workers, long keep-alive, and `--last-request`
+/// as given: the server the roll tests reload.
+fn rolling_server(workers: &str, last_request: &str) -> ServerProcess {
+    ServerProcess::start(
         BIN,
         &[
             "--workers",
-            "2",
+            workers,
             "--access-log",
             "off",
             "--keepalive-timeout",
@@ -266,7 +265,14 @@ fn two_reloads_under_load(last_request: &str) -> Seen {
             "--last-request",
             last_request,
         ],
-    );
+    )
+}
+
+/// Two reloads under a keep-alive load, counted from the client side.
+/// Returns what the clients saw; `last_request` is the server's
+/// `--last-request`.
+fn two_reloads_under_load(last_request: &str) -> Seen {
+    let server = rolling_server("2", last_request);
     let load = Load::start(&server, 8, "/index.html");
     run_for(&server, 200);
     for _ in 0..2 {
@@ -301,19 +307,7 @@ fn a_reload_under_load_resets_no_connection() {
 /// has exited, with `exited`), or `None` if the connection was closed under
 /// it.
 fn request_after_a_reload(last_request: &str, exited: bool) -> Option<u16> {
-    let server = ServerProcess::start(
-        BIN,
-        &[
-            "--workers",
-            "1",
-            "--access-log",
-            "off",
-            "--keepalive-timeout",
-            "60",
-            "--last-request",
-            last_request,
-        ],
-    );
+    let server = rolling_server("1", last_request);
     let mut c = Client::connect(server.addr);
     assert_eq!(c.get("/index.html").status, 200);
     let before = worker_pids(&server);
