@@ -29,6 +29,8 @@
 //! - [`machine`]: what the machine is, and CPU pinning.
 //! - [`check`]: `bench check --stage N -- COMMAND`, the stage checker that
 //!   grades anyone's server with the checks of `common::testkit`.
+//! - [`load_step`]: `bench load-step`, stage 5's self-sizing pool under a
+//!   load step, with the worker count over time as a chart.
 //!
 //! # Interface
 //!
@@ -52,6 +54,7 @@ pub mod charts;
 pub mod check;
 pub mod latency;
 pub mod lineup;
+pub mod load_step;
 pub mod loadgen;
 pub mod machine;
 pub mod procfs;

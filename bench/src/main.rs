@@ -117,12 +117,18 @@ enum Cmd {
     /// command that reproduces it. Exits 0 only when every required check
     /// passes.
     Check(bench::check::CheckArgs),
+    /// Stage 5's self-sizing pool under a load step (idle, full load,
+    /// idle): the number of workers over time, in load-step.json and a
+    /// chart, load-step.svg.
+    LoadStep(bench::load_step::LoadStepArgs),
 }
 
 fn main() {
     let args = Args::parse();
-    if let Some(Cmd::Check(check)) = &args.command {
-        std::process::exit(bench::check::main(check));
+    match &args.command {
+        Some(Cmd::Check(check)) => std::process::exit(bench::check::main(check)),
+        Some(Cmd::LoadStep(step)) => std::process::exit(bench::load_step::main(step)),
+        None => {}
     }
     if let Err(e) = run(&args) {
         eprintln!("bench: {e}");

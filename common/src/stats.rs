@@ -53,6 +53,10 @@ pub struct Counters {
     pub timeouts_send: AtomicU64,
     /// When the process started, in seconds since the epoch (0: unknown).
     pub started_at: AtomicU64,
+    /// Microseconds an event loop spent handling events, outside
+    /// `epoll_wait` (stages 4 and 5; stage 5's master sizes its pool from
+    /// it). Not on the shared part of the status page: 0 in stages 2–3.
+    pub loop_busy_us: AtomicU64,
 }
 // ANCHOR_END: counters
 
@@ -73,6 +77,7 @@ impl Counters {
             timeouts_keepalive: AtomicU64::new(0),
             timeouts_send: AtomicU64::new(0),
             started_at: AtomicU64::new(0),
+            loop_busy_us: AtomicU64::new(0),
         }
     }
 
@@ -91,6 +96,7 @@ impl Counters {
             &self.timeouts_keepalive,
             &self.timeouts_send,
             &self.started_at,
+            &self.loop_busy_us,
         ] {
             a.store(0, Relaxed);
         }
@@ -169,6 +175,7 @@ impl Counters {
             (&self.timeouts_header, &other.timeouts_header),
             (&self.timeouts_keepalive, &other.timeouts_keepalive),
             (&self.timeouts_send, &other.timeouts_send),
+            (&self.loop_busy_us, &other.loop_busy_us),
         ] {
             a.fetch_add(b.load(Relaxed), Relaxed);
         }

@@ -48,14 +48,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::Site;
 use common::server::Timeouts;
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use slab::Slab;
 
 use crate::buffer_pool::BufferPool;
@@ -67,6 +70,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 /// The listener's token: a loop accepts on one listener at most (with
 /// `--loops N`, each loop has its own `SO_REUSEPORT` socket).
 const LISTENER: Token = Token(usize::MAX - 2);
+/// The token of the loop's extra [`ConnectionSource`], if it has one.
+const SOURCE: Token = Token(usize::MAX - 3);
 /// How long accepting pauses after `EMFILE`/`ENFILE` (unless a connection
 /// closes first and frees a descriptor).
 pub use common::limits::ACCEPT_PAUSE;
@@ -92,52 +97,67 @@ pub struct LoopConfig {
     pub max_connections: usize,
 }
 
-/// The part of a loop other threads (or a stage 5 worker's fd receiver)
-/// can reach.
+/// The part of a loop other threads (a signal watcher) can reach.
 #[derive(Debug)]
 struct Shared {
     /// Wakes the loop out of `epoll_wait` (an `eventfd` on Linux).
     waker: Waker,
     /// A graceful shutdown was asked for.
     stop: AtomicBool,
-    /// Connections handed over from outside, waiting to be registered.
-    inbox: Mutex<Vec<std::net::TcpStream>>,
 }
 
 // ANCHOR: handle
 /// A handle on a running [`EventLoop`] from another thread: ask it to shut
-/// down, or hand it a connection accepted elsewhere (stage 5's workers get
-/// theirs over a Unix socket). Cheap to clone.
+/// down. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
 }
 
 impl Handle {
-    /// Starts a graceful shutdown: the loop stops accepting, closes idle
-    /// connections at once, finishes the others within the grace period,
-    /// and `run` returns.
+    /// Starts a graceful shutdown: the loop stops accepting, gives each idle
+    /// connection one last request (`--last-request`), finishes the others
+    /// within the grace period, and `run` returns.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Err(e) = self.shared.waker.wake() {
             log::error!("waking an event loop: {e}");
         }
     }
-
-    /// Gives the loop a connection accepted somewhere else; it is served
-    /// like one the loop accepted itself.
-    pub fn hand_over(&self, stream: std::net::TcpStream) -> io::Result<()> {
-        lock(&self.shared.inbox).push(stream);
-        self.shared.waker.wake()
-    }
 }
 // ANCHOR_END: handle
 
-/// Locks a mutex, ignoring poisoning: the inbox is a plain `Vec` that a
-/// panicking holder cannot leave half-updated.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+// ANCHOR: source
+/// The loop's one extension point: an extra descriptor it watches besides
+/// its listener and its connections, with a handler of its own, which
+/// turns readiness into connections to serve. A stage 5 worker registers
+/// the Unix socket its master passes accepted sockets on, as an nginx
+/// worker registers its channel in its own epoll: no thread and no lock
+/// between the socket and the loop.
+///
+/// The descriptor is registered edge-triggered, like everything else in
+/// this loop (rule 1): `on_readable` must take everything there is, until
+/// `WouldBlock`.
+pub trait ConnectionSource: std::fmt::Debug {
+    /// The descriptor to watch for readability.
+    fn fd(&self) -> BorrowedFd<'_>;
+
+    /// The descriptor is readable: hand every connection there is to
+    /// `serve` (each is then served as if this loop had accepted it), and
+    /// say whether the source is still open. [`Flow::End`] (the other side
+    /// closed it) starts the loop's graceful shutdown.
+    fn on_readable(&mut self, serve: &mut dyn FnMut(std::net::TcpStream)) -> Flow;
 }
+
+/// Whether a [`ConnectionSource`] has more to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// More may come: keep watching.
+    Open,
+    /// Finished for good: stop watching, and shut the loop down gracefully.
+    End,
+}
+// ANCHOR_END: source
 
 /// Why accepting is paused, if it is.
 #[derive(Debug, Default)]
@@ -162,6 +182,8 @@ pub struct EventLoop {
     poll: Poll,
     /// Listening sockets; empty for a loop that only gets handed streams.
     listener: Option<TcpListener>,
+    /// The extra source of connections, if any (stage 5's channel).
+    source: Option<Box<dyn ConnectionSource + Send>>,
     /// Every open connection; its key is its token.
     conns: Slab<Connection>,
     /// Deadlines of all connections.
@@ -196,6 +218,7 @@ impl EventLoop {
         Ok(EventLoop {
             poll,
             listener: None,
+            source: None,
             conns: Slab::new(),
             timers: Timers::new(),
             pool: BufferPool::new(),
@@ -203,7 +226,6 @@ impl EventLoop {
             shared: Arc::new(Shared {
                 waker,
                 stop: AtomicBool::new(false),
-                inbox: Mutex::new(Vec::new()),
             }),
             config,
             accept: AcceptState::default(),
@@ -223,7 +245,8 @@ impl EventLoop {
 
     /// Gives the loop its listening socket, already bound and listening (it
     /// is set non-blocking here). A loop has one at most; a stage 5 worker
-    /// has none and only gets connections handed over.
+    /// in the pass model has none and gets its connections from a
+    /// [`ConnectionSource`].
     pub fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
         if self.listener.is_some() {
             return Err(io::Error::other("this event loop has a listener already"));
@@ -237,18 +260,65 @@ impl EventLoop {
         Ok(())
     }
 
+    // ANCHOR: add_listener_exclusive
+    /// Like [`add_listener`](Self::add_listener), for a listener that other
+    /// processes watch too (stage 5's shared accept model): registered with
+    /// `EPOLLEXCLUSIVE`, so a new connection wakes one of the waiting
+    /// epoll instances (or a few), not all of them — the thundering herd.
+    /// mio has no flag for it, so this one registration is a raw
+    /// `epoll_ctl(EPOLL_CTL_ADD)` on (a duplicate of) the loop's epoll
+    /// descriptor; events come back under the listener's token as usual.
+    pub fn add_listener_exclusive(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
+        if self.listener.is_some() {
+            return Err(io::Error::other("this event loop has a listener already"));
+        }
+        listener.set_nonblocking(true)?;
+        let epoll = Epoll(self.poll.registry().as_fd().try_clone_to_owned()?);
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE | EpollFlags::EPOLLET;
+        epoll.add(&listener, EpollEvent::new(flags, LISTENER.0 as u64))?;
+        self.listener = Some(TcpListener::from_std(listener));
+        Ok(())
+    }
+    // ANCHOR_END: add_listener_exclusive
+
+    /// Adds the loop's [`ConnectionSource`] (one at most).
+    pub fn add_source(&mut self, source: Box<dyn ConnectionSource + Send>) -> io::Result<()> {
+        if self.source.is_some() {
+            return Err(io::Error::other("this event loop has a source already"));
+        }
+        let fd = source.fd().as_raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), SOURCE, Interest::READABLE)?;
+        self.source = Some(source);
+        Ok(())
+    }
+
     // ANCHOR: run
     /// Runs until a shutdown was asked for (through a [`Handle`]) and every
     /// connection is finished or the grace period is over.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let counters = self.config.site.counters;
+        // When the last `epoll_wait` returned: the time from then to the
+        // next one is this loop's busy time (stage 5 sizes its pool by it).
+        let mut woke: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            if let Some(t) = woke {
+                let busy = now.duration_since(t).as_micros();
+                counters
+                    .loop_busy_us
+                    .fetch_add(u64::try_from(busy).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
             if self.shared.stop.load(Ordering::SeqCst) && self.grace_deadline.is_none() {
                 self.begin_shutdown(now);
             }
             if let Some(grace) = self.grace_deadline {
-                if self.conns.is_empty() || now >= grace {
+                // A source that has not ended may still hold connections
+                // passed before the stop (stage 5: the master closes the
+                // channel when it retires a worker): take them first.
+                if (self.conns.is_empty() && self.source.is_none()) || now >= grace {
                     break;
                 }
             }
@@ -260,11 +330,13 @@ impl EventLoop {
                 return Err(e);
             }
             let now = Instant::now();
+            woke = Some(now);
             self.report_stats();
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.take_inbox(now),
+                    WAKER => {}
                     LISTENER => self.accept_all(now),
+                    SOURCE => self.take_from_source(now),
                     Token(key) => {
                         // The connection may have been closed earlier in
                         // this batch: then the event is stale.
@@ -493,20 +565,33 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Registers the connections handed over through [`Handle::hand_over`].
-    fn take_inbox(&mut self, now: Instant) {
-        let streams = std::mem::take(&mut *lock(&self.shared.inbox));
-        for stream in streams {
+    // ANCHOR: take_from_source
+    /// Registers every connection the [`ConnectionSource`] has ready; when
+    /// the source ends, stops watching it and begins the graceful shutdown.
+    fn take_from_source(&mut self, now: Instant) {
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        let flow = source.on_readable(&mut |stream| {
             let added = stream.set_nonblocking(true).and_then(|()| {
                 let peer = stream.peer_addr()?;
                 self.add_connection(TcpStream::from_std(stream), peer, now)
             });
             if let Err(e) = added {
                 // Usually the client gave up before the worker got the socket.
-                log::debug!("a handed-over connection: {e}");
+                log::debug!("a connection from the source: {e}");
+            }
+        });
+        match flow {
+            Flow::Open => self.source = Some(source),
+            Flow::End => {
+                let fd = source.fd().as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                self.shared.stop.store(true, Ordering::SeqCst);
             }
         }
     }
+    // ANCHOR_END: take_from_source
 
     // ANCHOR: shutdown
     /// Stops accepting and starts the grace period: every connection's next

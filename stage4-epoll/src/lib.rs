@@ -39,14 +39,14 @@
 //!
 //! ```no_run
 //! # fn demo(config: stage4_epoll::LoopConfig, listener: std::net::TcpListener,
-//! #         stream: std::net::TcpStream) -> std::io::Result<()> {
+//! #         source: Box<dyn stage4_epoll::ConnectionSource + Send>) -> std::io::Result<()> {
 //! use stage4_epoll::EventLoop;
 //! let mut ev = EventLoop::new(config)?;
-//! ev.add_listener(listener)?; // optional: a worker may only get handed streams
-//! let handle = ev.handle(); // Send + Clone: for a signal or fd-receiving thread
+//! ev.add_listener(listener)?; // optional: a loop may get connections only from a source
+//! ev.add_source(source)?; // optional: stage 5's channel from the master
+//! let handle = ev.handle(); // Send + Clone: for a signal-watching thread
 //! let t = std::thread::spawn(move || ev.run());
-//! handle.hand_over(stream)?; // a connection accepted elsewhere
-//! handle.shutdown(); // graceful: idle connections close, the rest finish
+//! handle.shutdown(); // graceful: idle connections get one last request, the rest finish
 //! t.join().expect("loop thread")?;
 //! # Ok(()) }
 //! ```
@@ -67,7 +67,9 @@ use nix::sys::socket::{
     sockopt,
 };
 
-pub use event_loop::{EventLoop, Handle, ITERATIONS, LoopConfig, POOLED_BUFFERS};
+pub use event_loop::{
+    ConnectionSource, EventLoop, Flow, Handle, ITERATIONS, LoopConfig, POOLED_BUFFERS,
+};
 
 // ANCHOR: reuseport
 /// Binds `n` listening sockets to the same address with `SO_REUSEPORT`, one
@@ -100,6 +102,7 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize, backlog: i32) -> io::Result<Ve
 
 /// Appends the event loops' own figures to the status page.
 pub fn render_stats(out: &mut String) {
+    use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
     common::stats::metric(
         out,
@@ -114,6 +117,15 @@ pub fn render_stats(out: &mut String) {
         "gauge",
         "Spare read/write buffers waiting in the pools.",
         POOLED_BUFFERS.load(Relaxed).max(0) as u64,
+    );
+    let busy = common::stats::PROCESS.loop_busy_us.load(Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP eventloop_busy_seconds_total Time the loops spent handling events (outside epoll_wait).\n\
+         # TYPE eventloop_busy_seconds_total counter\n\
+         eventloop_busy_seconds_total {}.{:06}",
+        busy / 1_000_000,
+        busy % 1_000_000
     );
 }
 

@@ -36,9 +36,30 @@ pub struct Args {
     #[serde(flatten)]
     pub http: HttpConfig,
 
-    /// Worker processes; 0 means one per CPU.
+    /// Worker processes, a fixed pool; 0 means one per CPU. (With
+    /// --max-workers the pool sizes itself instead.)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub workers: usize,
+
+    /// Let the pool size itself, up to this many workers, keeping between
+    /// --min-spare and --max-spare workers spare (a worker is busy when its
+    /// loop was busy half of the last second); 0 keeps a fixed pool.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_workers: usize,
+
+    /// Self-sizing pool: never fewer workers than this.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_workers: usize,
+
+    /// Self-sizing pool: fork workers (1, 2, 4, … a second) while fewer
+    /// than this many are spare.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_spare: usize,
+
+    /// Self-sizing pool: retire a worker (one a second) while more than
+    /// this many are spare.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_spare: usize,
 
     /// How connections reach the workers.
     #[arg(long, value_enum, value_name = "MODEL", default_value_t = AcceptModel::Pass)]
@@ -71,9 +92,36 @@ pub struct Args {
     pub chroot: Option<PathBuf>,
 }
 
+/// The bounds of a self-sizing pool (`--max-workers` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// Never fewer workers.
+    pub min_workers: usize,
+    /// Never more workers.
+    pub max_workers: usize,
+    /// Fork while fewer are spare.
+    pub min_spare: usize,
+    /// Retire while more are spare.
+    pub max_spare: usize,
+}
+
 impl Args {
-    /// The number of workers to run.
+    /// The pool's bounds, if it sizes itself.
+    pub fn sizing(&self) -> Option<Sizing> {
+        (self.max_workers > 0).then_some(Sizing {
+            min_workers: self.min_workers,
+            max_workers: self.max_workers,
+            min_spare: self.min_spare,
+            max_spare: self.max_spare,
+        })
+    }
+
+    /// The number of workers to start with: the fixed pool's size, or as
+    /// many as a self-sizing pool needs to have `--min-spare` spare.
     pub fn worker_count(&self) -> usize {
+        if let Some(s) = self.sizing() {
+            return s.min_workers.max(s.min_spare).min(s.max_workers);
+        }
         if self.workers > 0 {
             self.workers
         } else {

@@ -72,9 +72,19 @@ fn main() {
         AcceptModel::Pass => "pass",
         AcceptModel::Shared => "shared",
     };
+    let pool = match args.sizing() {
+        Some(s) => format!(
+            "{} workers (self-sizing: {}–{}, {}–{} spare)",
+            args.worker_count(),
+            s.min_workers,
+            s.max_workers,
+            s.min_spare,
+            s.max_spare
+        ),
+        None => format!("{} workers", args.worker_count()),
+    };
     log::info!(
-        "{NAME}: {} workers, accept model {model}, serving {}",
-        args.worker_count(),
+        "{NAME}: {pool}, accept model {model}, serving {}",
         args.http.root.display()
     );
     if args.accept == AcceptModel::Shared && args.balance != cli::Balance::RoundRobin {

@@ -77,8 +77,18 @@ pub struct Slot {
     pub started_at: AtomicU64,
     /// Last sign of life, in seconds since the epoch.
     pub heartbeat: AtomicU64,
+    /// Share of the last sizing interval (a second) the worker's event loop
+    /// spent handling events, in percent: written by the master, which
+    /// reads the loop's busy time from `counters.loop_busy_us`.
+    pub busy_percent: AtomicU32,
 }
 // ANCHOR_END: slot
+
+/// A worker whose loop was busy at least this share of the last interval
+/// (percent) is *busy*; any other running worker is *spare*. The
+/// self-sizing pool keeps the number of spare workers between
+/// `--min-spare` and `--max-spare`.
+pub const BUSY_PERCENT: u32 = 50;
 
 impl Slot {
     /// The slot's state.
@@ -91,11 +101,18 @@ impl Slot {
         self.state.store(s as u32, Ordering::Release);
     }
 
+    /// Whether this slot's worker counts as spare: running, and busy less
+    /// than [`BUSY_PERCENT`] of the last interval.
+    pub fn is_spare(&self) -> bool {
+        self.state() == State::Running && self.busy_percent.load(Ordering::Relaxed) < BUSY_PERCENT
+    }
+
     /// Clears the slot for a new worker with `pid`.
     pub fn reset(&self, pid: i32, now: u64) {
         self.counters.reset();
         self.started_at.store(now, Ordering::Relaxed);
         self.heartbeat.store(now, Ordering::Relaxed);
+        self.busy_percent.store(0, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Release);
         self.set_state(State::Starting);
     }
@@ -178,7 +195,14 @@ impl Scoreboard {
             "Worker processes alive.",
             slots.len() as u64,
         );
-        let per_worker: [PerWorker; 6] = [
+        common::stats::metric(
+            out,
+            "prefork_workers_spare",
+            "gauge",
+            "Running workers whose loop was busy less than half of the last second.",
+            slots.iter().filter(|(_, s)| s.is_spare()).count() as u64,
+        );
+        let per_worker: [PerWorker; 7] = [
             (
                 "prefork_worker_connections",
                 "gauge",
@@ -202,6 +226,12 @@ impl Scoreboard {
                 "counter",
                 "Body bytes sent by each worker.",
                 |s, _| s.counters.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "prefork_worker_busy_percent",
+                "gauge",
+                "Share of the last second each worker's event loop was busy.",
+                |s, _| u64::from(s.busy_percent.load(Ordering::Relaxed)),
             ),
             (
                 "prefork_worker_uptime_seconds",

@@ -1,5 +1,6 @@
-//! A worker process: stage 4's event loop, fed by the master (pass model)
-//! or by its own accepts on the shared listener (shared model).
+//! A worker process: stage 4's event loop, fed by the master through the
+//! loop's extra source (pass model) or by its own accepts on the shared
+//! listener (shared model).
 //!
 //! A worker is a child of `fork`: it starts with a copy of the master's
 //! memory and descriptors. The first things it does are to forget what was
@@ -9,16 +10,14 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
-use stage4_epoll::{EventLoop, Handle, LoopConfig};
+use stage4_epoll::{ConnectionSource, EventLoop, Flow, Handle, LoopConfig};
 
 use crate::cli::Args;
 use crate::fdpass::recv_stream;
@@ -99,25 +98,25 @@ pub fn run(spec: Spec) -> i32 {
             return 1;
         }
     };
-    let handle = ev.handle();
-    let feeder = {
-        let handle = handle.clone();
-        let wake = server.signals.wake_stream();
-        let shutdown = server.signals.shutdown_flag();
-        std::thread::Builder::new()
-            .name("feeder".into())
-            .spawn(move || match spec.feed {
-                Feed::Pass(channel) => receive(&channel, &handle),
-                Feed::Shared(listener) => match wake {
-                    Ok(wake) => accept_exclusive(&listener, &wake, &shutdown, &handle),
-                    Err(e) => log::error!("signal pipe: {e}"),
-                },
-            })
+    // ANCHOR: feed
+    // The connections come to the loop itself: the channel as the loop's
+    // extra source (pass model), or the shared listener registered with
+    // EPOLLEXCLUSIVE (shared model). No thread, no lock in between.
+    let fed = match spec.feed {
+        Feed::Pass(channel) => channel
+            .set_nonblocking(true)
+            .and_then(|()| ev.add_source(Box::new(Channel(channel)))),
+        Feed::Shared(listener) => ev.add_listener_exclusive(listener),
     };
-    if let Err(e) = feeder {
-        log::error!("worker {}: cannot start its feeder thread: {e}", spec.slot);
+    // ANCHOR_END: feed
+    if let Err(e) = fed {
+        log::error!(
+            "worker {}: registering its connections' source: {e}",
+            spec.slot
+        );
         return 1;
     }
+    let handle = ev.handle();
     let slot = spec.board.slot(spec.slot);
     let watcher = {
         let handle = handle.clone();
@@ -153,95 +152,35 @@ pub fn run(spec: Spec) -> i32 {
 }
 // ANCHOR_END: worker_main
 
-// ANCHOR: receive
-/// Pass model: takes sockets from the master and hands them to the loop.
-/// When the master closes the channel (this worker is being retired, or
-/// the master is gone), the worker finishes what it has and exits.
-fn receive(channel: &UnixStream, handle: &Handle) {
-    loop {
-        match recv_stream(channel) {
-            Ok(Some(stream)) => {
-                if let Err(e) = handle.hand_over(stream) {
-                    log::error!("handing a connection to the loop: {e}");
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                log::error!("receiving a connection from the master: {e}");
-                break;
-            }
-        }
-    }
-    handle.shutdown();
-}
-// ANCHOR_END: receive
+// ANCHOR: channel
+/// Pass model: the worker's end of the socket pair, as the event loop's
+/// [`ConnectionSource`]. Readable means the master sent one or more
+/// sockets; they are taken until `WouldBlock`. End-of-stream means the
+/// master closed its end (this worker is being retired, or the master is
+/// gone): the loop then finishes what it has and `run` returns.
+#[derive(Debug)]
+struct Channel(UnixStream);
 
-// ANCHOR: accept_exclusive
-/// Shared model: accepts on the listener every worker shares. Each worker
-/// waits in its own epoll instance with `EPOLLEXCLUSIVE`, so the kernel
-/// wakes one (or a few) of them per new connection instead of all — the
-/// thundering herd — and whoever is woken accepts until `EAGAIN`.
-fn accept_exclusive(
-    listener: &TcpListener,
-    wake: &UnixStream,
-    shutdown: &AtomicBool,
-    handle: &Handle,
-) {
-    let setup = || -> io::Result<Epoll> {
-        listener.set_nonblocking(true)?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(
-            listener.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, 0),
-        )?;
-        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
-        Ok(epoll)
-    };
-    let epoll = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            log::error!("shared accept: {e}");
-            handle.shutdown();
-            return;
-        }
-    };
-    let mut events = [EpollEvent::empty(); 2];
-    loop {
-        let n = match epoll.wait(&mut events, PollTimeout::NONE) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                log::error!("epoll_wait: {e}");
-                return;
-            }
-        };
-        if events[..n].iter().any(|e| e.data() == 1) && shutdown.load(Ordering::SeqCst) {
-            // The signal pipe, and it is a shutdown: stop accepting and
-            // leave new connections to the other workers. (Other signals
-            // are the heartbeat thread's to drain.)
-            return;
-        }
+impl ConnectionSource for Channel {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
+    fn on_readable(&mut self, serve: &mut dyn FnMut(std::net::TcpStream)) -> Flow {
         loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = handle.hand_over(stream) {
-                        log::error!("handing a connection to the loop: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            match recv_stream(&self.0) {
+                Ok(Some(stream)) => serve(stream),
+                Ok(None) => return Flow::End,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Open,
                 Err(e) => {
-                    // EMFILE and friends: leave the connection queued for a
-                    // sibling and back off instead of spinning.
-                    log::error!("accept: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                    break;
+                    log::error!("receiving a connection from the master: {e}");
+                    return Flow::End;
                 }
             }
         }
     }
 }
-// ANCHOR_END: accept_exclusive
+// ANCHOR_END: channel
 
 /// Beats once a second in the scoreboard, and turns SIGTERM into a
 /// graceful stop of the loop.

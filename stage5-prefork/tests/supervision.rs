@@ -572,3 +572,190 @@ fn cpu_affinity_pins_each_worker() {
     want.sort();
     assert_eq!(sorted, want, "workers' CPU lists: {seen:?}");
 }
+
+/// The master's worker processes, from `/proc`: its children, whatever
+/// the scoreboard says.
+fn children(server: &ServerProcess) -> usize {
+    let pid = server.pid();
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map_or(0, |s| s.split_whitespace().count())
+}
+
+/// Waits until the pool has `n` workers, on the status page and in `/proc`.
+fn pool_has(server: &ServerProcess, n: u64, why: &str) {
+    eventually(why, || {
+        let s = status(server);
+        s.get("prefork_workers") == Some(&n)
+            && s.contains_key("prefork_workers_spare")
+            && children(server) == n as usize
+    });
+}
+
+/// Connections that keep their worker's loop busy: each writes 32
+/// pipelined requests at a time and reads the 32 answers back as one block
+/// of bytes (every answer to the same request has the same length), so the
+/// client's side costs a write and a read while the server parses and
+/// answers 32 requests. The worker, not the client, is the bottleneck,
+/// even on a machine busy with other tests.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Result<u64, String>>>,
+}
+
+impl Hammer {
+    const BATCH: usize = 32;
+
+    fn start(server: &ServerProcess, conns: usize) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let request = b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n";
+        let threads = (0..conns)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                let addr = server.addr;
+                std::thread::spawn(move || -> Result<u64, String> {
+                    use std::io::{Read, Write};
+                    let mut stream = Client::connect(addr).stream;
+                    // One answer gives the length of every answer: its head
+                    // (up to the blank line) plus its Content-Length.
+                    stream.write_all(request).map_err(|e| e.to_string())?;
+                    let mut first = Vec::new();
+                    let len = loop {
+                        let mut buf = [0u8; 4096];
+                        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+                        if n == 0 {
+                            return Err("closed before the first answer".into());
+                        }
+                        first.extend_from_slice(&buf[..n]);
+                        let Some(end) = common::testkit::client::find(&first, b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&first[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .ok_or_else(|| format!("no Content-Length in {head}"))?;
+                        break end + 4 + length;
+                    };
+                    let mut rest = vec![0u8; len - first.len().min(len)];
+                    stream.read_exact(&mut rest).map_err(|e| e.to_string())?;
+                    let batch = request.repeat(Self::BATCH);
+                    let mut answers = vec![0u8; len * Self::BATCH];
+                    let mut done = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        stream.write_all(&batch).map_err(|e| e.to_string())?;
+                        stream.read_exact(&mut answers).map_err(|e| e.to_string())?;
+                        if !answers.starts_with(b"HTTP/1.1 200 ") {
+                            return Err(String::from_utf8_lossy(&answers[..64]).into_owned());
+                        }
+                        done += Self::BATCH as u64;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        Hammer { stop, threads }
+    }
+
+    /// Stops the connections; returns the answers they read, or the first
+    /// error one of them saw.
+    fn finish(self) -> Result<u64, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut total = 0;
+        for t in self.threads {
+            total += t.join().unwrap()?;
+        }
+        Ok(total)
+    }
+}
+
+/// A self-sizing pool (`--max-workers`): a busy worker (its loop busy more
+/// than half a second per second) leaves fewer spare workers than
+/// `--min-spare`, and the master forks one; more load, one more; when the
+/// load stops, more than `--max-spare` are spare and one is retired. Seen
+/// on the status page and in `/proc`; the clients see no error.
+#[test]
+fn a_self_sizing_pool_grows_under_load_and_shrinks_when_idle() {
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--max-workers",
+            "3",
+            "--min-workers",
+            "1",
+            "--min-spare",
+            "1",
+            "--max-spare",
+            "2",
+            "--access-log",
+            "off",
+        ],
+    );
+    pool_has(&server, 1, "the pool starts with one spare worker");
+    // Every connection of the first load lands on the one worker there is.
+    let first = Hammer::start(&server, 2);
+    pool_has(&server, 2, "a busy worker made the pool grow to two");
+    // New connections go round-robin: the new worker gets busy too.
+    let second = Hammer::start(&server, 4);
+    pool_has(&server, 3, "two busy workers made the pool grow to three");
+    let answered = (first.finish(), second.finish());
+    pool_has(&server, 2, "three spare workers: one is retired");
+    let (a, b) = (answered.0.unwrap(), answered.1.unwrap());
+    assert!(a > 0 && b > 0, "{a} {b}");
+}
+
+/// Bad bounds for a self-sizing pool are refused at start, with the reason.
+#[test]
+fn a_self_sizing_pool_with_bad_bounds_does_not_start() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--max-workers",
+            "2",
+            "--min-spare",
+            "2",
+        ])
+        .args(["--max-spare", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--min-spare must be"), "{stderr}");
+}
+
+/// A worker stopped by a SIGTERM that is not the master's (an operator's
+/// `kill`) marks itself retiring; the master sees it on the scoreboard,
+/// closes its channel so that it can finish, and forks a replacement. No
+/// client of the load sees an error. (A grace period longer than the
+/// wait: a worker left waiting for its channel to close would exit only
+/// at its end.)
+#[test]
+fn a_worker_stopped_from_outside_is_retired_and_replaced() {
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--workers",
+            "2",
+            "--access-log",
+            "off",
+            "--grace-period",
+            "60",
+        ],
+    );
+    let load = Load::start(&server, 4, "/index.html");
+    run_for(&server, 100);
+    let before = worker_pids(&server);
+    assert_eq!(before.len(), 2, "{before:?}");
+    kill(Pid::from_raw(before[0]), Signal::SIGTERM).unwrap();
+    eventually("the stopped worker exited and was replaced", || {
+        let now = worker_pids(&server);
+        now.len() == 2
+            && !now.contains(&before[0])
+            && kill(Pid::from_raw(before[0]), None).is_err()
+            && children(&server) == 2
+    });
+    run_for(&server, 100);
+    let seen = load.finish();
+    assert_eq!((seen.other, seen.lost, seen.retried), (0, 0, 0), "{seen:?}");
+}

@@ -55,6 +55,7 @@ use common::limits::ACCEPT_PAUSE;
 const TICK: Duration = Duration::from_millis(200);
 
 mod dispatch;
+mod pool;
 mod supervise;
 
 /// A worker process, as the master sees it.
@@ -66,6 +67,8 @@ struct Child {
     started: Instant,
     /// Asked to stop; no more connections are sent to it.
     retiring: bool,
+    /// Its loop's busy time when last measured (the pool's sizing).
+    sample: Option<pool::Sample>,
 }
 
 /// The master's state.
@@ -103,6 +106,13 @@ pub struct Master {
     /// A site for the `503` the master sends when every worker is full; no
     /// access log (the master writes none).
     busy_site: Option<common::http::Site>,
+    /// How many workers the pool should have now: `--workers`, or what
+    /// the self-sizing pool decided last.
+    size: usize,
+    /// The most workers a self-sizing pool forks in the next interval.
+    spawn_rate: usize,
+    /// When the workers are measured next.
+    next_sizing: Instant,
 }
 
 impl Master {
@@ -117,7 +127,11 @@ impl Master {
     ) -> io::Result<Master> {
         let board = Arc::new(Scoreboard::new(SLOTS)?);
         listener.set_nonblocking(true)?;
+        let size = args.worker_count().min(MAX_WORKERS);
         Ok(Master {
+            size,
+            spawn_rate: 1,
+            next_sizing: Instant::now() + pool::SIZING_INTERVAL,
             argv,
             args,
             target,
@@ -144,7 +158,7 @@ impl Master {
     }
 
     fn wanted(&self) -> usize {
-        self.args.worker_count().min(MAX_WORKERS)
+        self.size
     }
 
     fn active(&self) -> impl Iterator<Item = (usize, &Child)> {
@@ -219,6 +233,7 @@ impl Master {
             }
             self.recycle();
             self.maintain();
+            self.size_pool();
         }
     }
     // ANCHOR_END: run
@@ -283,6 +298,24 @@ pub fn check(args: &Args) -> io::Result<()> {
     }
     if args.worker_count() > MAX_WORKERS {
         return Err(io::Error::other(format!("at most {MAX_WORKERS} workers")));
+    }
+    if let Some(s) = args.sizing() {
+        let problem = if args.workers > 0 {
+            Some("--workers sets a fixed pool; a self-sizing one starts from --min-workers")
+        } else if s.max_workers > MAX_WORKERS {
+            Some("--max-workers is too large")
+        } else if s.min_workers == 0 || s.min_workers > s.max_workers {
+            Some("--min-workers must be between 1 and --max-workers")
+        } else if s.min_spare == 0 || s.max_spare <= s.min_spare {
+            Some("--min-spare must be at least 1 and less than --max-spare")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(io::Error::other(format!(
+                "{problem} (at most {MAX_WORKERS} workers)"
+            )));
+        }
     }
     Ok(())
 }

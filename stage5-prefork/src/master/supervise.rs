@@ -86,6 +86,7 @@ impl Master {
                     channel,
                     started: Instant::now(),
                     retiring: false,
+                    sample: None,
                 });
                 log::info!("started worker {slot} (pid {child})");
                 Ok(slot)
@@ -210,6 +211,19 @@ impl Master {
         if self.backoff_until.is_some_and(|t| Instant::now() < t) || self.fatal {
             return;
         }
+        // A worker told to stop by someone else (`kill -TERM` of its pid)
+        // marks itself retiring: retire it properly (close its channel, so
+        // that it can finish) and let it be replaced below.
+        let stopping: Vec<usize> = self
+            .active()
+            .filter(|(i, _)| self.board.slot(*i).state() == State::Retiring)
+            .map(|(i, _)| i)
+            .collect();
+        for slot in stopping {
+            log::warn!("worker {slot} is stopping unasked (a signal from outside?); replacing it");
+            // No SIGTERM of ours: a second one makes a worker exit at once.
+            self.let_go(slot);
+        }
         let active: Vec<usize> = self.active().map(|(i, _)| i).collect();
         if active.len() < self.wanted() {
             for _ in active.len()..self.wanted() {
@@ -229,13 +243,24 @@ impl Master {
     /// Asks the worker in `slot` to finish and exit: no new connections,
     /// end-of-stream on its channel, SIGTERM.
     pub(super) fn retire(&mut self, slot: usize) {
-        let Some(child) = self.children[slot].as_mut() else {
+        // Once only: a second SIGTERM makes a worker exit at once (a stop
+        // during a roll must not cut the retiring workers short).
+        if self.children[slot].as_ref().is_none_or(|c| c.retiring) {
             return;
-        };
+        }
+        if let Some(pid) = self.let_go(slot) {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+    }
+
+    /// Stops giving the worker in `slot` work: marks it retiring and closes
+    /// its channel, whose end lets it finish. Returns its pid.
+    fn let_go(&mut self, slot: usize) -> Option<Pid> {
+        let child = self.children[slot].as_mut()?;
         child.retiring = true;
         child.channel = None;
         self.board.slot(slot).set_state(State::Retiring);
-        let _ = kill(child.pid, Signal::SIGTERM);
+        Some(child.pid)
     }
 
     // ANCHOR: replace
@@ -301,6 +326,11 @@ impl Master {
             new.chroot = self.args.chroot.clone();
         }
         self.args = new;
+        self.size = match self.args.sizing() {
+            // A self-sizing pool keeps its size, within the new bounds.
+            Some(s) => self.size.clamp(s.min_workers, s.max_workers),
+            None => self.args.worker_count().min(MAX_WORKERS),
+        };
         log::info!("reload: configuration re-read; rolling the workers");
         let old: Vec<usize> = self.active().map(|(i, _)| i).collect();
         for (n, slot) in old.into_iter().enumerate() {

@@ -1,0 +1,98 @@
+//! `bench load-step` end to end: the real `bench` binary drives stage 5's
+//! self-sizing pool through idle, full load and idle again, and writes the
+//! samples and the chart. It asserts what the run shows (the pool grew
+//! under the load, and the clients saw no error), never how fast.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bench::targets::TempDir;
+
+/// The workspace the test was built from.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// Builds stage 5 (debug, as the smoke test does) and returns its binary.
+fn build_stage5() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "stage5-prefork",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "stage5-prefork")
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported the stage 5 binary")
+}
+
+#[test]
+fn a_load_step_grows_the_pool_and_writes_the_chart() {
+    let bin = build_stage5();
+    let dir = TempDir::new("bench-load-step-test").expect("a temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["load-step", "--idle", "1", "--load", "4", "--after", "4"])
+        .args([
+            "--max-workers",
+            "3",
+            "--connections",
+            "16",
+            "--out",
+            "report",
+        ])
+        .arg("--bin")
+        .arg(&bin)
+        .current_dir(&dir.path)
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = dir.path.join("report");
+    let svg = std::fs::read_to_string(report.join("load-step.svg")).expect("the chart");
+    assert!(
+        svg.contains("<svg") && svg.contains("worker processes"),
+        "{svg:.300}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("load-step.json")).expect("the samples"),
+    )
+    .expect("JSON");
+    let samples = json["samples"].as_array().expect("samples");
+    assert!(samples.len() > 10, "{json}");
+    let during = &json["workers"][1];
+    assert!(
+        during[1].as_u64().unwrap() > 1,
+        "the pool never grew under the load: {json}"
+    );
+    assert_eq!(
+        json["workers"][0][0], 1,
+        "it starts with one worker: {json}"
+    );
+    assert!(json["requests"].as_u64().unwrap() > 0, "{json}");
+    let errors = &json["errors"];
+    for kind in ["connect", "read", "write", "timeout", "parse", "closed"] {
+        assert_eq!(errors[kind], 0, "{kind} errors: {json}");
+    }
+    assert!(stdout.contains("| full load |"), "{stdout}");
+}
