@@ -75,6 +75,18 @@ pub struct HttpConfig {
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
 
+    /// Requests per second each client address may make (a token bucket,
+    /// as nginx's `limit_req ... nodelay`); beyond it, `429 Too Many
+    /// Requests` with `Retry-After`. 0: no limit. (Per process: stage 5's
+    /// workers each keep their own table.)
+    #[arg(long, value_name = "R", default_value_t = 0.0)]
+    pub rate_limit: f64,
+
+    /// Requests a client may make at once before --rate-limit applies
+    /// (the bucket's size); 0 means one second's worth of the rate.
+    #[arg(long, value_name = "B", default_value_t = 0)]
+    pub rate_burst: u32,
+
     /// Seconds a client has to send a complete request head (then 408).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub header_timeout: f64,
@@ -314,6 +326,14 @@ impl HttpConfig {
             expires: self.expires,
             cache_control: self.cache_control.clone(),
         };
+        if !(self.rate_limit.is_finite() && self.rate_limit >= 0.0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--rate-limit {}: not a rate", self.rate_limit),
+            ));
+        }
+        site.rate_limit = (self.rate_limit > 0.0)
+            .then(|| crate::http::ratelimit::RateLimit::new(self.rate_limit, self.rate_burst));
         site.status = match status {
             Some(source) if self.status_path != "off" && self.status_path.starts_with('/') => {
                 Some(StatusPage {

@@ -41,6 +41,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     /// Connections refused at the door (503 when full).
     pub rejected: AtomicU64,
+    /// Requests answered 429 by `--rate-limit`.
+    pub rate_limited: AtomicU64,
     /// Connections open now.
     pub active: AtomicU64,
     /// Of those, connections waiting for their next request.
@@ -71,6 +73,7 @@ impl Counters {
             bytes: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             active: AtomicU64::new(0),
             idle: AtomicU64::new(0),
             timeouts_header: AtomicU64::new(0),
@@ -90,6 +93,7 @@ impl Counters {
             &self.bytes,
             &self.accepted,
             &self.rejected,
+            &self.rate_limited,
             &self.active,
             &self.idle,
             &self.timeouts_header,
@@ -133,6 +137,11 @@ impl Counters {
         self.rejected.fetch_add(1, Relaxed);
     }
 
+    /// Records a request answered 429 by the rate limit.
+    pub fn limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
+    }
+
     /// A connection became idle (`true`) or busy again (`false`).
     pub fn idle(&self, idle: bool) {
         if idle {
@@ -170,6 +179,7 @@ impl Counters {
             (&self.bytes, &other.bytes),
             (&self.accepted, &other.accepted),
             (&self.rejected, &other.rejected),
+            (&self.rate_limited, &other.rate_limited),
             (&self.active, &other.active),
             (&self.idle, &other.idle),
             (&self.timeouts_header, &other.timeouts_header),
@@ -229,6 +239,12 @@ impl Counters {
                 "counter",
                 "Connections refused at the door (503).",
                 &self.rejected,
+            ),
+            (
+                "http_requests_rate_limited_total",
+                "counter",
+                "Requests answered 429 by --rate-limit.",
+                &self.rate_limited,
             ),
             (
                 "http_connections_active",

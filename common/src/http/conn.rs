@@ -230,12 +230,29 @@ impl Conn {
         let reply = match &site.status {
             // The status page is answered to loopback clients only,
             // unless configured otherwise; to others it does not exist.
+            // It is not rate-limited: monitoring must see an overload.
             Some(page)
                 if req.path == page.path && (page.allow_remote || self.peer.is_loopback()) =>
             {
                 status_page(req, site, page, keep_alive, out)
             }
-            _ => respond(req, site, keep_alive, out),
+            _ => match self.rate_limited(site) {
+                Some(retry_after) => {
+                    let persist = Persist::new(req.version, keep_alive);
+                    let retry = retry_after.to_string();
+                    let head_only = req.method == Method::Head;
+                    site.counters.limited();
+                    super::site::write_error(
+                        site,
+                        429,
+                        persist,
+                        head_only,
+                        &[("Retry-After", &retry)],
+                        out,
+                    )
+                }
+                None => respond(req, site, keep_alive, out),
+            },
         };
         self.log(site, line, Some(req), &reply);
         self.served += 1;
@@ -243,6 +260,20 @@ impl Conn {
             self.closing = true;
         }
         reply
+    }
+
+    /// `--rate-limit`: `Some(seconds to wait)` if this client has used up
+    /// its requests for now.
+    fn rate_limited(&self, site: &Site) -> Option<u32> {
+        use super::ratelimit::Verdict;
+        match site
+            .rate_limit
+            .as_ref()?
+            .check(self.peer, std::time::Instant::now())
+        {
+            Verdict::Allow => None,
+            Verdict::Limit { retry_after_secs } => Some(retry_after_secs),
+        }
     }
 
     /// Answers an error that ends the connection (the request, or its
@@ -380,6 +411,27 @@ mod tests {
     const POST: &[u8] = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
         3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
     const NEXT: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /// `--rate-limit`: past the burst a request is answered 429 and the
+    /// connection stays open; without the limit (the patch that fails the
+    /// conformance check) all five are 200.
+    #[test]
+    fn past_the_burst_a_request_gets_429_and_the_connection_stays() {
+        let (_root, mut site) = Root::new("ratelimit");
+        let five = NEXT.repeat(5);
+        assert_eq!(drive(&site, &[&five]), (vec![200; 5], true));
+        site.rate_limit = Some(crate::http::ratelimit::RateLimit::new(1.0, 3));
+        assert_eq!(
+            drive(&site, &[&five]),
+            (vec![200, 200, 200, 429, 429], true)
+        );
+        assert!(
+            site.counters
+                .rate_limited
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2
+        );
+    }
 
     #[test]
     fn a_chunked_body_is_decoded_and_the_next_request_answered() {

@@ -20,6 +20,7 @@ pub mod conn;
 pub mod files;
 pub mod parse;
 pub mod path;
+pub mod ratelimit;
 pub mod response;
 pub mod site;
 

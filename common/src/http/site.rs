@@ -90,6 +90,8 @@ pub struct Site {
     pub status: Option<StatusPage>,
     /// Where responses are counted (and the stage counts connections).
     pub counters: &'static crate::stats::Counters,
+    /// Requests per second per client address (`--rate-limit`), if limited.
+    pub rate_limit: Option<super::ratelimit::RateLimit>,
 }
 
 /// How long a client may reuse a static file without asking again: what
@@ -169,6 +171,7 @@ impl Site {
             access_log,
             status: None,
             counters: &crate::stats::PROCESS,
+            rate_limit: None,
         };
         if let Some(dir) = error_pages {
             site.load_error_pages(dir);

@@ -309,6 +309,12 @@ pub static CHECKS: &[Check<Ctx>] = &[
         "--cache-control is sent verbatim"
     ),
     check!(
+        rate_limit_gives_429_then_serves_again,
+        OURS,
+        Reference,
+        "--rate-limit answers 429 with Retry-After, then serves again"
+    ),
+    check!(
         ranges,
         FEATURES,
         Extra,
@@ -591,7 +597,7 @@ macro_rules! conformance_tests {
             directories_redirect_index_and_list file_followed_by_slash_is_404
             mime_types conditional_requests no_caching_headers_by_default
             expires_sets_max_age_and_expires cache_control_is_sent_verbatim
-            ranges precompressed_siblings error_pages api_add
+            rate_limit_gives_429_then_serves_again ranges precompressed_siblings error_pages api_add
             large_file_read_slowly junk_and_resets_leave_server_serving
             header_timeout_gives_408 stalled_chunked_body_gets_408
             idle_keep_alive_is_closed head_split_across_writes
@@ -1562,6 +1568,60 @@ fn cache_control_is_sent_verbatim(ctx: &Ctx) -> CheckResult {
     let mut server = ctx.start_variant(&["--expires", "30", "--cache-control", "no-cache"]);
     let r = fetch(server.addr, &req("/style.css"))?;
     assert_fresh_for(&r, 30, "no-cache", "--expires 30 --cache-control no-cache")?;
+    ensure!(server.terminate().success());
+    Ok(())
+}
+
+fn rate_limit_gives_429_then_serves_again(ctx: &Ctx) -> CheckResult {
+    let mut server = ctx.start_variant(&["--rate-limit", "2", "--rate-burst", "3"]);
+    // One keep-alive connection for everything (stage 2 serves one
+    // connection at a time): the burst, three requests, is served.
+    let mut c = Client::open(server.addr)?;
+    for n in 1..=3 {
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        ensure_eq!(c.answer(false)?.status, 200, "request {n} of the burst");
+    }
+    // The fourth is limited, and the connection stays usable.
+    c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let limited = c.answer(false)?;
+    ensure_eq!(limited.status, 429, "the request after the burst");
+    ensure_eq!(
+        limited.header("Retry-After"),
+        Some("1"),
+        "2 a second: the next token within 1 s"
+    );
+    ensure_eq!(
+        limited.header("Connection"),
+        None,
+        "a 429 keeps the connection"
+    );
+    c.send(b"HEAD /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.answer(true)?;
+    ensure_eq!(head.status, 429, "a HEAD right after");
+    ensure!(head.body.is_empty(), "the 429 to a HEAD has no body");
+    // The status page is not limited, and counts the two.
+    c.send(b"GET /server-status HTTP/1.1\r\nHost: t\r\n\r\n");
+    let page = c.answer(false)?;
+    ensure_eq!(page.status, 200, "the status page under the limit");
+    ensure!(
+        page.text().contains("http_requests_rate_limited_total 2\n"),
+        "the status page counts the 429s: {}",
+        page.text()
+    );
+    // The bucket refills at 2 a second: the same connection is served
+    // again within a second or so (asked every 100 ms, up to 3 s; a 429
+    // takes no token).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        c.send(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.answer(false)?;
+        if r.status == 200 {
+            break;
+        }
+        ensure_eq!(r.status, 429, "while limited");
+        ensure!(Instant::now() < deadline, "still 429 three seconds later");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     ensure!(server.terminate().success());
     Ok(())
 }
