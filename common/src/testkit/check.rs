@@ -392,6 +392,27 @@ pub fn run_with_timeout<C: Send + Sync + 'static>(
     (outcome, started.elapsed())
 }
 
+/// Notes the running check has made: figures it measured (a latency, the
+/// memory per connection), printed under its line. Checks run one at a
+/// time, so one list serves.
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records a figure the running check measured, for the report: never a
+/// verdict, only information.
+pub fn note(line: impl Into<String>) {
+    if let Ok(mut n) = NOTES.lock() {
+        n.push(line.into());
+    }
+}
+
+/// The notes made since the last call.
+pub fn take_notes() -> Vec<String> {
+    NOTES
+        .lock()
+        .map(|mut n| std::mem::take(&mut *n))
+        .unwrap_or_default()
+}
+
 /// How long the test client waits for any one read, in milliseconds (the
 /// checker lowers it to its per-check timeout).
 static IO_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
