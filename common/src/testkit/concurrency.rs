@@ -1013,7 +1013,7 @@ pub fn idle_connections_held_while_new_clients_are_served(ctx: &Ctx) -> CheckRes
     )?;
     let per = (rss_after.saturating_sub(rss_before) as f64) / (n as f64);
     note(format!(
-        "{held} idle connections held ({} open on our side); memory {:.1} MiB -> {:.1} MiB \
+        "{held} idle connections held ({} open on our side); memory (VmRSS) {:.1} MiB -> {:.1} MiB \
          across {} process(es): {per:.1} KiB per connection; new clients served in at most \
          {slowest:.1?}",
         idle.open(),
