@@ -543,6 +543,7 @@ fn write_json(path: &Path, args: &CheckArgs, graded: &[Graded]) -> io::Result<()
                         "status_line": f.status_line(),
                         "got": String::from_utf8_lossy(&f.got),
                         "reproduction": f.reproduction(),
+                        "script": f.script,
                     }),
                     serde_json::Value::Null,
                 ),

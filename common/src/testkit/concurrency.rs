@@ -320,12 +320,6 @@ fn get_request(path: &str, close: bool) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n{connection}\r\n")
 }
 
-/// A shell line that holds `bytes` open on a connection, for a failure's
-/// explanation.
-fn held_open(bytes: &str, port: u16) -> String {
-    format!("(printf '{bytes}'; sleep 60) | nc 127.0.0.1 {port}")
-}
-
 /// Sets both timeouts of `c` to `t` (at least a millisecond).
 fn set_timeouts(c: &Client, t: Duration) {
     let t = Some(t.max(Duration::from_millis(1)));
@@ -715,6 +709,52 @@ fn sum_rss(pids: impl IntoIterator<Item = u32>) -> u64 {
     pids.into_iter().map(procfs::rss_kib).sum()
 }
 
+/// A keep-alive GET of `/index.html`, as `printf` text.
+const KEEP: &str = r"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n";
+/// The same with `Connection: close`.
+const CLOSE: &str = r"GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+/// Half a request head.
+const HALF: &str = r"GET /index.html HTTP/1.1\r\nHost: t\r\n";
+
+/// What a failure's script needs to know about the server.
+struct Scene {
+    /// `127.0.0.1 PORT`, for `nc`.
+    a: String,
+    /// `127.0.0.1:PORT`, for a URL.
+    a_url: String,
+    port: u16,
+    /// The process the signals go to.
+    main: u32,
+    /// A new client, timed.
+    newcomer: String,
+}
+
+impl Scene {
+    fn of(ctx: &Ctx) -> Scene {
+        let port = ctx.addr.port();
+        let a = format!("{} {port}", ctx.addr.ip());
+        Scene {
+            newcomer: format!("time (printf '{CLOSE}' | nc {a})"),
+            a,
+            a_url: ctx.addr.to_string(),
+            port,
+            main: procfs::main_pid(ctx.pid, port),
+        }
+    }
+}
+
+/// A failure of `result` gets `script` to set its scene again (unless it
+/// has one).
+fn with_scene(result: CheckResult, script: impl FnOnce() -> String) -> CheckResult {
+    result.map_err(|f| {
+        if f.script.is_some() {
+            f
+        } else {
+            f.with_script(script())
+        }
+    })
+}
+
 // ---------------------------------------------------------------------
 // Stage 3.
 
@@ -722,15 +762,18 @@ fn sum_rss(pids: impl IntoIterator<Item = u32>) -> u64 {
 /// be answered meanwhile. A sequential server waits for the first client
 /// (until its header timeout).
 pub fn half_request_does_not_stop_others(ctx: &Ctx) -> CheckResult {
-    let half = "GET /index.html HTTP/1.1\\r\\nHost: t\\r\\n";
+    let Scene { a, newcomer, .. } = Scene::of(ctx);
+    with_scene(half_request_does_not_stop_others_here(ctx), || {
+        format!("(printf '{HALF}'; sleep 60) | nc {a} &\n{newcomer}")
+    })
+}
+
+fn half_request_does_not_stop_others_here(ctx: &Ctx) -> CheckResult {
     let mut holder = Client::open(ctx.addr)?;
     holder.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\n");
     let took = new_client_is_served(
         ctx.addr,
-        &format!(
-            "while another connection holds half a request head (in another terminal: {})",
-            held_open(half, ctx.addr.port())
-        ),
+        "while another connection holds half a request head",
     )?;
     note(format!(
         "answered in {took:.1?} while another client held half a request"
@@ -744,6 +787,15 @@ pub fn half_request_does_not_stop_others(ctx: &Ctx) -> CheckResult {
 /// connections to make room (our stage 3's `--fair`), or hold them all
 /// (stage 4); it may not make the newcomer wait for their timeouts.
 pub fn keepalive_holders_do_not_stop_a_new_client(ctx: &Ctx) -> CheckResult {
+    let Scene { a, newcomer, .. } = Scene::of(ctx);
+    with_scene(keepalive_holders_do_not_stop_a_new_client_here(ctx), || {
+        format!(
+            "for i in $(seq {HOLDERS}); do (printf '{KEEP}'; sleep 60) | nc {a} > /dev/null & done\n{newcomer}"
+        )
+    })
+}
+
+fn keepalive_holders_do_not_stop_a_new_client_here(ctx: &Ctx) -> CheckResult {
     let request = get_request("/index.html", false);
     let mut conns = Vec::new();
     for _ in 0..HOLDERS {
@@ -762,9 +814,8 @@ pub fn keepalive_holders_do_not_stop_a_new_client(ctx: &Ctx) -> CheckResult {
         ctx.addr,
         &format!(
             "while {opened} other clients hold idle keep-alive connections ({} of them were \
-             answered; each is `{}` left open)",
+             answered)",
             holders.answered(),
-            held_open(&request.replace("\r\n", "\\r\\n"), ctx.addr.port())
         ),
     )?;
     note(format!(
@@ -779,6 +830,15 @@ pub fn keepalive_holders_do_not_stop_a_new_client(ctx: &Ctx) -> CheckResult {
 /// answer, 200 or 503, within [`OVERLOAD_WAIT`] (a wait in a queue is
 /// fine), and the server must serve a new client afterwards.
 pub fn overload_gets_503_or_a_queue_wait(ctx: &Ctx) -> CheckResult {
+    let Scene { a, .. } = Scene::of(ctx);
+    with_scene(overload_gets_503_or_a_queue_wait_here(ctx), || {
+        format!(
+            "for i in $(seq {OVERLOAD}); do printf '{CLOSE}' | nc {a} | head -1 & done | sort | uniq -c"
+        )
+    })
+}
+
+fn overload_gets_503_or_a_queue_wait_here(ctx: &Ctx) -> CheckResult {
     let request = get_request("/index.html", true);
     let started = Instant::now();
     let mut conns = Vec::new();
@@ -833,6 +893,15 @@ pub fn overload_gets_503_or_a_queue_wait(ctx: &Ctx) -> CheckResult {
 /// connections at once as it has threads: the others wait, or are closed
 /// to make room.
 pub fn hundreds_of_keepalive_connections_progress(ctx: &Ctx) -> CheckResult {
+    let Scene { a, .. } = Scene::of(ctx);
+    with_scene(hundreds_of_keepalive_connections_progress_here(ctx), || {
+        format!(
+            "for i in $(seq {HUNDREDS}); do (for r in 1 2 3; do printf '{KEEP}'; sleep 1; done; sleep 5) | nc {a} | grep -c '^HTTP/1.1 200' & done | sort | uniq -c   # each connection should count 3"
+        )
+    })
+}
+
+fn hundreds_of_keepalive_connections_progress_here(ctx: &Ctx) -> CheckResult {
     let request = get_request("/index.html", false);
     let mut conns = Vec::new();
     for i in 0..HUNDREDS {
@@ -890,6 +959,15 @@ pub fn hundreds_of_keepalive_connections_progress(ctx: &Ctx) -> CheckResult {
 /// whose threads each wait on a trickling head serves no one until the
 /// header timeouts cut them off.
 pub fn slowloris_leaves_clients_served(ctx: &Ctx) -> CheckResult {
+    let Scene { a, newcomer, .. } = Scene::of(ctx);
+    with_scene(slowloris_leaves_clients_served_here(ctx), || {
+        format!(
+            "for i in $(seq {TRICKLERS}); do (printf 'GET /index.html HTTP/1.1\\r\\nHost: t\\r\\nX-Slow: '; while sleep 0.1; do printf a; done) | nc {a} > /dev/null & done\n{newcomer}"
+        )
+    })
+}
+
+fn slowloris_leaves_clients_served_here(ctx: &Ctx) -> CheckResult {
     let (crowd, opened) = Trickle::start(ctx.addr, TRICKLERS);
     let slowest = normal_clients_are_served(
         ctx.addr,
@@ -911,6 +989,15 @@ pub fn slowloris_leaves_clients_served(ctx: &Ctx) -> CheckResult {
 /// server must be gone within its grace period (plus a second). A server
 /// that does not handle SIGTERM and dies of it fails too.
 pub fn sigterm_drains_under_load(ctx: &Ctx) -> CheckResult {
+    let Scene { a_url, main, .. } = Scene::of(ctx);
+    with_scene(sigterm_drains_under_load_here(ctx), || {
+        format!(
+            "ab -k -c {LOAD} -t 30 http://{a_url}/big.bin &   # or any load generator\nsleep 2; kill -TERM {main}; time wait"
+        )
+    })
+}
+
+fn sigterm_drains_under_load_here(ctx: &Ctx) -> CheckResult {
     let port = ctx.addr.port();
     let load = Load::start(ctx.addr, LOAD, "/big.bin");
     if !load.progresses(2 * LOAD as u64, Duration::from_secs(20)) {
@@ -981,6 +1068,21 @@ fn exit_code(pid: u32) -> Option<i32> {
 /// server (read from `/proc`) while [`NORMAL`] new clients are served
 /// within [`BOUND`]. Reports the server's memory per connection.
 pub fn idle_connections_held_while_new_clients_are_served(ctx: &Ctx) -> CheckResult {
+    let Scene {
+        a, main, newcomer, ..
+    } = Scene::of(ctx);
+    with_scene(
+        idle_connections_held_while_new_clients_are_served_here(ctx),
+        || {
+            format!(
+                "ulimit -n 20000\nfor i in $(seq {n}); do (printf '{KEEP}'; sleep 120) | nc {a} > /dev/null & done\nls -l /proc/{main}/fd | grep -c socket; grep VmRSS /proc/{main}/status\n{newcomer}",
+                n = ctx.idle_connections
+            )
+        },
+    )
+}
+
+fn idle_connections_held_while_new_clients_are_served_here(ctx: &Ctx) -> CheckResult {
     let n = ctx.idle_connections;
     let port = ctx.addr.port();
     let _ = crate::limits::raise_fd_limit();
@@ -998,11 +1100,13 @@ pub fn idle_connections_held_while_new_clients_are_served(ctx: &Ctx) -> CheckRes
     let want = n - n / 20;
     if held < want {
         return Err(Failure::new(format!(
-            "{n} idle keep-alive connections held open; the server holds {held} \
-             ({dropped} were closed after their answer or got none). A thread or a \
-             process per connection runs out long before 10,000; an event loop holds \
-             each in a few KiB. (If your keep-alive timeout is shorter than the {:.1?} \
-             it took to open them, raise it for the check.) Its processes: {}",
+            "{n} idle keep-alive connections held open; of the {} the checker opened, \
+             the server holds {held} and closed {dropped} after their answer (or gave \
+             none), so the checker stopped there. A thread or a process per connection \
+             runs out long before 10,000; an event loop holds each in a few KiB. (If \
+             your keep-alive timeout is shorter than the {:.1?} this took, raise it for \
+             the check.) Its processes: {}",
+            idle.open() as usize + dropped,
             opened_in,
             describe_holders(ctx)
         )));
@@ -1029,6 +1133,15 @@ pub fn idle_connections_held_while_new_clients_are_served(ctx: &Ctx) -> CheckRes
 /// [`THREAD_PROBE`] (or the idle-connection count, if smaller) open: the
 /// count may not grow by a tenth of the connections.
 pub fn threads_do_not_grow_with_connections(ctx: &Ctx) -> CheckResult {
+    let Scene { a, main, .. } = Scene::of(ctx);
+    with_scene(threads_do_not_grow_with_connections_here(ctx), || {
+        format!(
+            "ls /proc/{main}/task | wc -l\nfor i in $(seq {THREAD_PROBE}); do (printf '{KEEP}'; sleep 30) | nc {a} > /dev/null & done\nsleep 2; ls /proc/{main}/task | wc -l"
+        )
+    })
+}
+
+fn threads_do_not_grow_with_connections_here(ctx: &Ctx) -> CheckResult {
     let port = ctx.addr.port();
     let n = THREAD_PROBE.min(ctx.idle_connections).max(50);
     let (one, _) = open_idle(ctx.addr, 1, 1)?;
@@ -1058,6 +1171,15 @@ pub fn threads_do_not_grow_with_connections(ctx: &Ctx) -> CheckResult {
 /// [`LARGE`] file and stops reading; another client must be served within
 /// [`BOUND`] meanwhile.
 pub fn slow_reader_does_not_stop_others(ctx: &Ctx) -> CheckResult {
+    let Scene { a, newcomer, .. } = Scene::of(ctx);
+    with_scene(slow_reader_does_not_stop_others_here(ctx), || {
+        format!(
+            "(printf 'GET /{LARGE} HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n'; sleep 60) | nc {a} | sleep 60 &   # a reader that never reads\n{newcomer}"
+        )
+    })
+}
+
+fn slow_reader_does_not_stop_others_here(ctx: &Ctx) -> CheckResult {
     let mut slow = Client::connect_small_window(ctx.addr);
     slow.send(get_request(&format!("/{LARGE}"), false).as_bytes());
     let mut first = [0u8; 1024];
@@ -1086,6 +1208,13 @@ pub fn slow_reader_does_not_stop_others(ctx: &Ctx) -> CheckResult {
 /// within its header timeout (the checker's `--header-timeout`), with half
 /// again and two seconds of slack.
 pub fn stalled_head_gets_408_or_close(ctx: &Ctx) -> CheckResult {
+    let Scene { a, .. } = Scene::of(ctx);
+    with_scene(stalled_head_gets_408_or_close_here(ctx), || {
+        format!("time (printf '{HALF}'; sleep 60) | nc {a}")
+    })
+}
+
+fn stalled_head_gets_408_or_close_here(ctx: &Ctx) -> CheckResult {
     let limit = ctx.header_timeout.mul_f64(1.5) + Duration::from_secs(2);
     let mut c = Client::open(ctx.addr)?;
     c.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\n");
@@ -1130,6 +1259,13 @@ pub fn stalled_head_gets_408_or_close(ctx: &Ctx) -> CheckResult {
 /// than one process of the command's tree must hold a socket of the port:
 /// the listener, or accepted connections.
 pub fn several_processes_serve_the_port(ctx: &Ctx) -> CheckResult {
+    let Scene { port, .. } = Scene::of(ctx);
+    with_scene(several_processes_serve_the_port_here(ctx), || {
+        format!("ss -tanp '( sport = :{port} )'")
+    })
+}
+
+fn several_processes_serve_the_port_here(ctx: &Ctx) -> CheckResult {
     let (open, _) = open_idle(ctx.addr, 2 * LOAD, 2 * LOAD)?;
     let held = procfs::holders(ctx.pid, ctx.addr.port());
     let who = describe_holders(ctx);
@@ -1152,6 +1288,15 @@ pub fn several_processes_serve_the_port(ctx: &Ctx) -> CheckResult {
 /// 10 s, the load must go on, and no more requests may fail than the
 /// connections that worker held.
 pub fn killed_worker_is_replaced(ctx: &Ctx) -> CheckResult {
+    let Scene { a_url, main, .. } = Scene::of(ctx);
+    with_scene(killed_worker_is_replaced_here(ctx), || {
+        format!(
+            "ab -k -c {LOAD} -t 30 http://{a_url}/index.html &\nsleep 2; ps -o pid,cmd --ppid {main}; kill -9 WORKER; sleep 1; ps -o pid,cmd --ppid {main}; wait"
+        )
+    })
+}
+
+fn killed_worker_is_replaced_here(ctx: &Ctx) -> CheckResult {
     let port = ctx.addr.port();
     let load = Load::start(ctx.addr, LOAD, "/index.html");
     if !load.progresses(50, Duration::from_secs(10)) {
@@ -1240,6 +1385,15 @@ fn sighup_under_load(ctx: &Ctx) -> Result<(u32, Seen), Failure> {
 /// SIGHUP under load: the server keeps serving, and no more requests fail
 /// than the [`LOAD`] connections open when it came.
 pub fn sighup_keeps_serving(ctx: &Ctx) -> CheckResult {
+    let Scene { a_url, main, .. } = Scene::of(ctx);
+    with_scene(sighup_keeps_serving_here(ctx), || {
+        format!(
+            "ab -k -c {LOAD} -t 20 http://{a_url}/index.html &\nsleep 2; kill -HUP {main}; wait"
+        )
+    })
+}
+
+fn sighup_keeps_serving_here(ctx: &Ctx) -> CheckResult {
     let (main, seen) = sighup_under_load(ctx)?;
     let errors = seen.lost() + seen.other;
     if errors > LOAD as u64 {
@@ -1258,6 +1412,15 @@ pub fn sighup_keeps_serving(ctx: &Ctx) -> CheckResult {
 /// SIGHUP under load loses no request (extra credit: the old workers
 /// finish what they hold while the new ones take the new connections).
 pub fn sighup_loses_nothing(ctx: &Ctx) -> CheckResult {
+    let Scene { a_url, main, .. } = Scene::of(ctx);
+    with_scene(sighup_loses_nothing_here(ctx), || {
+        format!(
+            "ab -k -c {LOAD} -t 20 http://{a_url}/index.html &\nsleep 2; kill -HUP {main}; wait"
+        )
+    })
+}
+
+fn sighup_loses_nothing_here(ctx: &Ctx) -> CheckResult {
     let (main, seen) = sighup_under_load(ctx)?;
     let errors = seen.lost() + seen.other;
     if errors > 0 {
