@@ -63,8 +63,8 @@ pub struct CheckArgs {
     pub idle_timeout: Option<f64>,
 
     /// Stages 4 and 5: idle keep-alive connections to hold while new
-    /// clients are served (the checker raises its open-files limit; the
-    /// server needs one above N too).
+    /// clients are served (the checker raises its soft open-files limit to
+    /// the hard one before it starts the server, which inherits it).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub idle_connections: usize,
 

@@ -52,6 +52,7 @@ pub fn throughput(addr: SocketAddr, seconds: f64) -> Option<f64> {
         })
         .collect();
     let started = Instant::now();
+    // The measuring window: not a wait for something to happen.
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let answered = done.load(Ordering::Relaxed);
     let took = started.elapsed().as_secs_f64();

@@ -1085,7 +1085,13 @@ pub fn idle_connections_held_while_new_clients_are_served(ctx: &Ctx) -> CheckRes
 fn idle_connections_held_while_new_clients_are_served_here(ctx: &Ctx) -> CheckResult {
     let n = ctx.idle_connections;
     let port = ctx.addr.port();
-    let _ = crate::limits::raise_fd_limit();
+    let limit = crate::limits::raise_fd_limit().unwrap_or(1024);
+    if limit < n as u64 + 200 {
+        return Err(Failure::new(format!(
+            "room for {n} connections in the checker: its open-files limit is {limit} (the \
+             hard limit, `ulimit -Hn`); raise it, or ask for fewer with --idle-connections"
+        )));
+    }
     let pids = procfs::server_pids(ctx.pid, port);
     let rss_before = sum_rss(pids.iter().copied());
     let started = Instant::now();
