@@ -10,8 +10,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use bench::check::{Graded, grade_http_at};
@@ -21,46 +20,8 @@ use common::testkit::check::{Level, Outcome};
 use common::testkit::conformance::Fixture;
 use common::testkit::require_tool;
 
-/// The workspace the test was built from.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the bench crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Builds `stage` (debug; quick when `cargo test --workspace` already
-/// built it) and returns its binary, from cargo's JSON messages.
-fn build(stage: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let out = Command::new(cargo)
-        .args(["build", "--bins", "--message-format=json", "-p", stage])
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build -p {stage} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-        .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == stage)
-        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no binary for {stage}"))
-}
-
-/// Runs `bench check` with `args`; returns the exit code and stdout.
-fn bench_check(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .arg("check")
-        .args(args)
-        .output()
-        .expect("run bench check");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.code().unwrap_or(-1), stdout)
-}
+mod check_common;
+use check_common::{bench_check, build};
 
 /// A stage of ours passes every required check of the stage 2 rubric, and
 /// the report ends with the counts.

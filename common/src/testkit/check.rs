@@ -33,8 +33,9 @@ pub struct Failure {
     /// The bytes sent on the connection that failed (the first
     /// [`KEEP_SENT`] of them), empty if the check failed before sending.
     pub request: Vec<u8>,
-    /// How many bytes were sent in all.
-    pub request_len: usize,
+    /// How many bytes were sent in all (a `u32`, with the two flags below,
+    /// keeps a `Result<(), Failure>` small; no check sends 4 GiB).
+    pub request_len: u32,
     /// What the server should have done.
     pub expected: String,
     /// The first bytes the server sent back on that connection (status
@@ -48,6 +49,11 @@ pub struct Failure {
     /// The connection spoke HTTP (the answer should start with a status
     /// line).
     pub http: bool,
+    /// A shell script that sets the scene again, for a check that is more
+    /// than one request (a crowd of connections, a signal under load):
+    /// printed after the request's own reproduction. (Boxed: it is rare,
+    /// and a `Result<(), Failure>` stays small.)
+    pub script: Option<Box<String>>,
 }
 
 /// What every check returns.
@@ -64,7 +70,14 @@ impl Failure {
             addr: None,
             skipped: false,
             http: false,
+            script: None,
         }
+    }
+
+    /// The same failure with `script` as the way to set the scene again.
+    pub fn with_script(mut self, script: impl Into<String>) -> Failure {
+        self.script = Some(Box::new(script.into()));
+        self
     }
 
     /// A check that could not run, with the reason.
@@ -115,7 +128,7 @@ impl Failure {
             }
         }
         s.push_str(&format!("' | nc 127.0.0.1 {port}"));
-        if self.request_len > self.request.len() {
+        if self.request_len as usize > self.request.len() {
             s.push_str(&format!(
                 "   # the first {} of {} bytes sent",
                 self.request.len(),
@@ -149,6 +162,13 @@ impl fmt::Display for Failure {
                 )?;
             } else {
                 writeln!(f, "reproduce: {r}")?;
+            }
+        }
+        if let Some(script) = &self.script {
+            let mut lines = script.lines();
+            writeln!(f, "set the scene: {}", lines.next().unwrap_or(""))?;
+            for line in lines {
+                writeln!(f, "    {line}")?;
             }
         }
         Ok(())
@@ -243,12 +263,13 @@ pub fn fail(expected: impl Into<String>) -> Failure {
     let ex = last_exchange();
     Failure {
         request: ex.sent,
-        request_len: ex.sent_len,
+        request_len: u32::try_from(ex.sent_len).unwrap_or(u32::MAX),
         expected: expected.into(),
         got: ex.got,
         addr: ex.addr,
         skipped: false,
         http: ex.http,
+        script: None,
     }
 }
 
@@ -392,6 +413,27 @@ pub fn run_with_timeout<C: Send + Sync + 'static>(
     (outcome, started.elapsed())
 }
 
+/// Notes the running check has made: figures it measured (a latency, the
+/// memory per connection), printed under its line. Checks run one at a
+/// time, so one list serves.
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records a figure the running check measured, for the report: never a
+/// verdict, only information.
+pub fn note(line: impl Into<String>) {
+    if let Ok(mut n) = NOTES.lock() {
+        n.push(line.into());
+    }
+}
+
+/// The notes made since the last call.
+pub fn take_notes() -> Vec<String> {
+    NOTES
+        .lock()
+        .map(|mut n| std::mem::take(&mut *n))
+        .unwrap_or_default()
+}
+
 /// How long the test client waits for any one read, in milliseconds (the
 /// checker lowers it to its per-check timeout).
 static IO_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
@@ -418,7 +460,7 @@ mod tests {
     fn reproduction_is_a_shell_line() {
         let mut f = Failure::new("x");
         f.request = b"GET /100% HTTP/1.1\r\nX: 'a'\\\x01\r\n\r\n".to_vec();
-        f.request_len = f.request.len();
+        f.request_len = f.request.len() as u32;
         f.addr = Some("127.0.0.1:9".parse().unwrap());
         assert_eq!(
             f.reproduction().unwrap(),

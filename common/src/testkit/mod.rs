@@ -12,11 +12,13 @@ pub mod abuse;
 pub mod browser;
 pub mod check;
 pub mod client;
+pub mod concurrency;
 pub mod conformance;
 pub mod echo;
 pub mod fdlock;
 pub mod files;
 pub mod goaccess;
+pub mod procfs;
 pub mod status;
 pub mod valgrind;
 

@@ -1,7 +1,9 @@
 //! `bench check --stage N -- COMMAND [ARGS...]`: grade anyone's server
 //! against a stage's rubric, with the same checks that hold this
-//! workspace's stages to account (`common::testkit::conformance` for stage
-//! 2, `common::testkit::echo` for stage 1).
+//! workspace's stages to account (`common::testkit::echo` for stage 1,
+//! `common::testkit::conformance` for stage 2,
+//! `common::testkit::concurrency` for stages 3 to 5, with a performance
+//! line from [`perf`]).
 //!
 //! The checker builds the fixture site (mode 0755, so a server running as
 //! another user can read it, with a secret file just outside it), replaces
@@ -13,6 +15,8 @@
 //! milestones, with the explanation and a reproduction under each failure,
 //! and exits 0 only when every required check passed.
 
+pub mod perf;
+
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,6 +26,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::testkit::check::{self, Check, Failure, Level, Outcome};
+use common::testkit::concurrency;
 use common::testkit::conformance::{self, Ctx, Fixture};
 use common::testkit::echo::{self, EchoCtx};
 use nix::sys::signal::{Signal, killpg};
@@ -33,8 +38,10 @@ const TAIL_LINES: usize = 15;
 /// The `check` subcommand's flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckArgs {
-    /// The stage whose rubric to run: 1 (line echo server) or 2 (static
-    /// HTTP/1.1 file server; stages 3 to 5 are graded by it too).
+    /// The stage whose rubric to run: 1 (line echo server), 2 (static
+    /// HTTP/1.1 file server: what it answers), 3 (concurrency), 4
+    /// (event-driven scale: stage 3's checks and more) or 5 (processes:
+    /// stage 4's and more).
     #[arg(long, value_name = "N")]
     pub stage: u8,
 
@@ -55,6 +62,27 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<f64>,
 
+    /// Stages 4 and 5: idle keep-alive connections to hold while new
+    /// clients are served (the checker raises its soft open-files limit to
+    /// the hard one before it starts the server, which inherits it).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub idle_connections: usize,
+
+    /// Stages 4 and 5: the server's header timeout, in seconds; a stalled
+    /// request head must get 408 or a close within about this long.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+
+    /// Stages 3 to 5: the server's grace period after SIGTERM, in seconds;
+    /// it must have exited within this long (plus a second).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub grace_period: f64,
+
+    /// Stages 3 to 5: seconds of the performance measurement (of the
+    /// server, then of our stage); 0 leaves it out.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub perf_seconds: f64,
+
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -67,7 +95,9 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NAME")]
     pub only: Option<String>,
 
-    /// Seconds one check may take (and any one read or write in it).
+    /// Seconds one check may take (and any one read or write in it); the
+    /// checks of stages 3 to 5 may take longer (at least 60 s, and enough
+    /// for the header timeout and the grace period).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
 
@@ -100,6 +130,8 @@ pub struct Graded {
     pub seconds: f64,
     /// It did not run: the budget ran out or the server was gone.
     pub not_run: bool,
+    /// What it measured, for the report (never a verdict).
+    pub notes: Vec<String>,
 }
 
 impl Graded {
@@ -123,6 +155,9 @@ pub fn main(args: &CheckArgs) -> i32 {
 
 /// The milestones of a rubric, in the order the course teaches them.
 fn milestone_order(stage: u8) -> Vec<&'static str> {
+    if stage >= 3 {
+        return concurrency::milestones(stage);
+    }
     if stage == 1 {
         use echo::milestone::*;
         vec![BASIC, ROBUST, ERRORS, CLIENTS, OPTIONS]
@@ -197,20 +232,21 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<i32> {
             args.stage
         )));
     }
-    if args.stage > 2 {
-        writeln!(
-            out,
-            "Stages 3 to 5 serve what stage 2 serves: grading with the stage 2 rubric.\n"
-        )?;
-    }
-    let stage = args.stage.min(2);
+    let stage = args.stage;
     let http = || select(conformance::rubric(), stage, args.only.as_deref());
     let lines = || select(echo::CHECKS.iter(), stage, args.only.as_deref());
+    let scale = || {
+        select(
+            concurrency::rubric(stage).iter(),
+            stage,
+            args.only.as_deref(),
+        )
+    };
     if args.list {
-        if stage == 1 {
-            list(&lines()?, 1, out)?;
-        } else {
-            list(&http()?, 2, out)?;
+        match stage {
+            1 => list(&lines()?, 1, out)?,
+            2 => list(&http()?, 2, out)?,
+            _ => list(&scale()?, stage, out)?,
         }
         return Ok(0);
     }
@@ -223,6 +259,12 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<i32> {
     let budget = Duration::from_secs_f64(args.budget.max(0.1));
     check::set_io_timeout(per_check);
     let fixture = Fixture::create();
+    if stage >= 3 {
+        concurrency::add_fixture_files(&fixture.root)?;
+        // Thousands of connections: the soft open-files limit goes up to
+        // the hard one (no privilege needed).
+        let _ = common::limits::raise_fd_limit();
+    }
     open_up(&fixture.base)?;
     let port = crate::targets::free_port()?;
     let started = Server::start(
@@ -253,7 +295,31 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<i32> {
     // default hook would also print it in the middle of the report.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let graded = if stage == 1 {
+    if stage >= 3 {
+        writeln!(
+            out,
+            "(What it answers is graded by the stage 2 rubric: --stage 2.)"
+        )?;
+        if args.perf_seconds > 0.0 && args.only.is_none() {
+            writeln!(
+                out,
+                "\n{}",
+                perf::line(server.addr, stage, &fixture.root, args.perf_seconds)
+            )?;
+        }
+    }
+    let graded = if stage >= 3 {
+        let ctx: &'static concurrency::Ctx = Box::leak(Box::new(concurrency::Ctx {
+            addr: server.addr,
+            pid: server.pid(),
+            header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.0)),
+            grace_period: Duration::from_secs_f64(args.grace_period.max(0.0)),
+            idle_connections: args.idle_connections.max(1),
+        }));
+        let per_check = per_check.max(concurrency::time_limit(ctx));
+        let ends = concurrency::ends_the_server;
+        grade(&scale()?, ctx, per_check, budget, ends, &mut server, out)?
+    } else if stage == 1 {
         let ctx: &'static EchoCtx = Box::leak(Box::new(EchoCtx {
             addr: server.addr,
             blocking: args.blocking,
@@ -261,10 +327,10 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<i32> {
             chat: args.chat,
             idle_timeout: args.idle_timeout.map(Duration::from_secs_f64),
         }));
-        grade(&lines()?, ctx, per_check, budget, &mut server, out)?
+        grade(&lines()?, ctx, per_check, budget, never, &mut server, out)?
     } else {
         let ctx: &'static Ctx = Box::leak(Box::new(checker_ctx(server.addr, &fixture)));
-        grade(&http()?, ctx, per_check, budget, &mut server, out)?
+        grade(&http()?, ctx, per_check, budget, never, &mut server, out)?
     };
     std::panic::set_hook(hook);
     let stopped = server.stop();
@@ -319,12 +385,20 @@ impl Watched for () {
     }
 }
 
+/// No check stops the server (stages 1 and 2).
+pub fn never(_: &str) -> bool {
+    false
+}
+
 /// Runs `checks` in order, printing a line per check grouped by milestone.
+/// A check for which `ends_server` is true is expected to stop the server
+/// (SIGTERM): its exit is no failure then.
 pub fn grade<C: Send + Sync + 'static>(
     checks: &[&'static Check<C>],
     ctx: &'static C,
     per_check: Duration,
     budget: Duration,
+    ends_server: fn(&str) -> bool,
     server: &mut dyn Watched,
     out: &mut dyn Write,
 ) -> io::Result<Vec<Graded>> {
@@ -351,15 +425,26 @@ pub fn grade<C: Send + Sync + 'static>(
             )?;
             (Outcome::Skip(why), Duration::ZERO)
         } else {
+            let _ = check::take_notes();
             let (mut outcome, took) = check::run_with_timeout(c, ctx, per_check.min(left));
-            if let Some(why) = server.exited() {
+            if ends_server(c.name) {
+                stop = Some("not run: the server was stopped".into());
+            } else if let Some(why) = server.exited() {
                 let why = format!("the server exited during this check: {why}");
                 outcome = Outcome::Fail(Failure::new(why.clone()));
                 stop = Some("not run: the server is not running".into());
             }
             (outcome, took)
         };
+        let notes = if not_run {
+            Vec::new()
+        } else {
+            check::take_notes()
+        };
         print_outcome(c, &outcome, out)?;
+        for n in &notes {
+            writeln!(out, "       note: {n}")?;
+        }
         graded.push(Graded {
             name: c.name,
             milestone: c.milestone,
@@ -367,6 +452,7 @@ pub fn grade<C: Send + Sync + 'static>(
             outcome,
             seconds: took.as_secs_f64(),
             not_run,
+            notes,
         });
     }
     Ok(graded)
@@ -457,6 +543,7 @@ fn write_json(path: &Path, args: &CheckArgs, graded: &[Graded]) -> io::Result<()
                         "status_line": f.status_line(),
                         "got": String::from_utf8_lossy(&f.got),
                         "reproduction": f.reproduction(),
+                        "script": f.script,
                     }),
                     serde_json::Value::Null,
                 ),
@@ -469,6 +556,7 @@ fn write_json(path: &Path, args: &CheckArgs, graded: &[Graded]) -> io::Result<()
                 "seconds": g.seconds,
                 "failure": failure,
                 "reason": reason,
+                "notes": g.notes,
             })
         })
         .collect();
@@ -601,6 +689,11 @@ impl Server {
         }
     }
 
+    /// The pid of the process the checker spawned.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines of output, indented, or nothing.
     fn tail_text(&self) -> String {
         let t = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
@@ -675,6 +768,7 @@ pub fn grade_http_at(
         ctx,
         Duration::from_secs(20),
         Duration::from_secs(300),
+        never,
         &mut (),
         out,
     )
