@@ -29,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod privs;
 pub mod sendfile;
 pub mod server;
 pub mod signals;

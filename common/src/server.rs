@@ -158,6 +158,22 @@ pub struct HttpConfig {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub backlog: i32,
 
+    /// Serve as this user: the server starts as root, binds (a port below
+    /// 1024 works) and opens its logs, then drops to NAME for good (stage
+    /// 5: in each worker; the master stays root).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// With --user: this group instead of the user's primary group.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
+    /// chroot(2) into DIR before dropping privileges; --root and
+    /// --error-pages are then paths inside it (the logs are opened before,
+    /// outside).
+    #[arg(long, value_name = "DIR")]
+    pub chroot: Option<PathBuf>,
+
     /// Lower the soft open-files limit to N at start-up (0: raise it to the
     /// hard limit). For tests that provoke EMFILE.
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
@@ -291,6 +307,15 @@ impl HttpConfig {
         let timeouts = self.timeouts()?;
         let signals = Signals::install()?;
         let logs = Logs::start(&self.log_settings()?, signals.reopen_flag())?;
+        // ANCHOR: drop_privileges
+        // Bound already (the caller did), logs open: now become --user,
+        // inside --chroot, before anything a client sends is read.
+        let target = crate::privs::resolve(self.user.as_deref(), self.group.as_deref())?;
+        crate::privs::drop_to(target.as_ref(), self.chroot.as_deref())?;
+        if let Some(t) = &target {
+            log::info!("running as {} (uid {}, gid {})", t.name, t.uid, t.gid);
+        }
+        // ANCHOR_END: drop_privileges
         let mut site = self.site(server, logs.access(), status)?;
         site.counters = counters;
         counters.mark_started();

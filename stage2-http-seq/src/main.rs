@@ -20,9 +20,11 @@ fn main() {
     let args: Args = common::config::load_or_exit();
     // The status page shows the common counters; stage 2 has no others.
     let status = common::stats::page(None);
-    let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
+    // Bind first, while still root if --user is given: start_or_exit
+    // drops privileges.
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     announce(addr);
     let opts = Options {
         site: &server.site,

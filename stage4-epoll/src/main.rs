@@ -34,6 +34,11 @@ fn main() {
     }
     let want = (args.http.max_fds > 0).then_some(args.http.max_fds);
     let fd_limit = set_fd_limit(want).unwrap_or_else(|e| fatal(&format!("RLIMIT_NOFILE: {e}")));
+    // Bind first, while still root if --user is given: start_or_exit
+    // drops privileges.
+    let listeners = bind_reuseport(args.http.addr, args.loops, args.http.backlog)
+        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
+    let addr = listeners[0].local_addr().unwrap_or_else(|e| fatal(&e));
     let status = common::stats::page(Some(Box::new(stage4_epoll::render_stats)));
     let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     log::info!(
@@ -41,9 +46,6 @@ fn main() {
         args.loops,
         args.max_connections
     );
-    let listeners = bind_reuseport(args.http.addr, args.loops, args.http.backlog)
-        .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
-    let addr = listeners[0].local_addr().unwrap_or_else(|e| fatal(&e));
     let config = LoopConfig {
         site: server.site.clone(),
         timeouts: server.timeouts,

@@ -1,7 +1,5 @@
 //! Stage 5's command line: the shared HTTP settings plus the process model.
 
-use std::path::PathBuf;
-
 use clap::{Parser, ValueEnum};
 use common::server::HttpConfig;
 use serde::{Deserialize, Serialize};
@@ -80,16 +78,6 @@ pub struct Args {
     /// Pin worker i to CPU i (modulo the number of CPUs).
     #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     pub cpu_affinity: bool,
-
-    /// Run the workers as this user (the master must start as root; it
-    /// binds first, so a port below 1024 works).
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-
-    /// Workers chroot(2) into this folder before dropping privileges; then
-    /// --root is a path inside it.
-    #[arg(long, value_name = "DIR")]
-    pub chroot: Option<PathBuf>,
 }
 
 /// The bounds of a self-sizing pool (`--max-workers` and friends).

@@ -31,13 +31,11 @@
 //! - `worker.rs`: what a forked child does, and the feeder threads.
 //! - `fdpass.rs`: `SCM_RIGHTS` send and receive.
 //! - `scoreboard.rs`: the `MAP_SHARED` scoreboard and `/server-status`.
-//! - `privs.rs`: `--user` and `--chroot`.
 //! - `cli.rs`: the flags.
 
 mod cli;
 mod fdpass;
 mod master;
-mod privs;
 mod scoreboard;
 mod worker;
 
@@ -57,14 +55,20 @@ fn main() {
     let log_settings = args.http.log_settings().unwrap_or_else(|e| fatal(&e));
     common::logging::init_error_log(&log_settings).unwrap_or_else(|e| fatal(&e));
     master::check(&args).unwrap_or_else(|e| fatal(&e));
-    let target = privs::resolve(args.user.as_deref()).unwrap_or_else(|e| fatal(&e));
+    // An unknown --user stops the start now, not later in every worker
+    // (each worker drops privileges itself, in start_with_status).
+    let target = common::privs::resolve(args.http.user.as_deref(), args.http.group.as_deref())
+        .unwrap_or_else(|e| fatal(&e));
+    if target.is_none() && nix::unistd::geteuid().is_root() {
+        log::warn!("running as root without --user: the workers will run as root too");
+    }
     // Bind first, while we may still be root (and raise the open-files
     // limit, which the workers inherit).
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
     let signals = common::signals::Signals::install().unwrap_or_else(|e| fatal(&e));
     let mut master =
-        Master::new(argv, args.clone(), target, listener, signals).unwrap_or_else(|e| fatal(&e));
+        Master::new(argv, args.clone(), listener, signals).unwrap_or_else(|e| fatal(&e));
     if let Err(e) = master.start_workers() {
         fatal(&format!("starting the workers: {e}"));
     }

@@ -21,7 +21,6 @@ use stage4_epoll::{ConnectionSource, EventLoop, Flow, Handle, LoopConfig};
 
 use crate::cli::Args;
 use crate::fdpass::recv_stream;
-use crate::privs::{self, Target};
 use crate::scoreboard::{Scoreboard, Slot, State, Status};
 
 /// Exit status of a worker that cannot start for a reason respawning will
@@ -48,8 +47,6 @@ pub struct Spec {
     pub board: Arc<Scoreboard>,
     /// Where its connections come from.
     pub feed: Feed,
-    /// Who to become.
-    pub target: Option<Target>,
 }
 
 // ANCHOR: worker_main
@@ -62,10 +59,6 @@ pub fn run(spec: Spec) -> i32 {
     }
     if spec.args.cpu_affinity {
         pin_to_cpu(spec.slot);
-    }
-    if let Err(e) = privs::drop_to(spec.target.as_ref(), spec.args.chroot.as_deref()) {
-        log::error!("worker {}: {e}", spec.slot);
-        return EXIT_FATAL;
     }
     // ANCHOR: counters
     // The scoreboard lives as long as this process: one leaked handle gives

@@ -18,6 +18,7 @@ pub mod echo;
 pub mod fdlock;
 pub mod files;
 pub mod goaccess;
+pub mod privs;
 pub mod procfs;
 pub mod status;
 pub mod valgrind;

@@ -31,7 +31,6 @@ use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::cli::{AcceptModel, Args, Balance};
 use crate::fdpass::send_fd;
-use crate::privs::Target;
 use crate::scoreboard::{Scoreboard, State};
 use crate::worker::{self, EXIT_FATAL, Feed, Spec};
 use common::signals::Signals;
@@ -78,8 +77,6 @@ pub struct Master {
     argv: Vec<OsString>,
     /// The configuration in force.
     args: Args,
-    /// Who workers run as.
-    target: Option<Target>,
     /// Shared with every worker.
     board: Arc<Scoreboard>,
     /// One entry per scoreboard slot.
@@ -121,7 +118,6 @@ impl Master {
     pub fn new(
         argv: Vec<OsString>,
         args: Args,
-        target: Option<Target>,
         listener: TcpListener,
         signals: Signals,
     ) -> io::Result<Master> {
@@ -134,7 +130,6 @@ impl Master {
             next_sizing: Instant::now() + pool::SIZING_INTERVAL,
             argv,
             args,
-            target,
             board,
             children: (0..SLOTS).map(|_| None).collect(),
             listener: Some(listener),
@@ -288,7 +283,7 @@ pub fn check(args: &Args) -> io::Result<()> {
     args.http.timeouts()?;
     args.http.limits()?;
     args.http.log_settings()?;
-    if args.chroot.is_none() {
+    if args.http.chroot.is_none() {
         args.http.root.canonicalize().map_err(|e| {
             io::Error::new(
                 e.kind(),

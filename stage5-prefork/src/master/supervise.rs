@@ -120,7 +120,6 @@ impl Master {
             args: self.args.clone(),
             board: Arc::clone(&self.board),
             feed,
-            target: self.target.clone(),
         })
     }
     // ANCHOR_END: become_worker
@@ -314,16 +313,18 @@ impl Master {
         // What the master itself holds cannot change without a restart.
         if new.http.addr != self.args.http.addr
             || new.accept != self.args.accept
-            || new.user != self.args.user
-            || new.chroot != self.args.chroot
+            || new.http.user != self.args.http.user
+            || new.http.group != self.args.http.group
+            || new.http.chroot != self.args.http.chroot
         {
             log::warn!(
-                "reload: addr, accept, user and chroot need a restart; keeping the running ones"
+                "reload: addr, accept, user, group and chroot need a restart; keeping the running ones"
             );
             new.http.addr = self.args.http.addr;
             new.accept = self.args.accept;
-            new.user = self.args.user.clone();
-            new.chroot = self.args.chroot.clone();
+            new.http.user = self.args.http.user.clone();
+            new.http.group = self.args.http.group.clone();
+            new.http.chroot = self.args.http.chroot.clone();
         }
         self.args = new;
         self.size = match self.args.sizing() {

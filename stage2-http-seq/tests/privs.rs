@@ -1,0 +1,10 @@
+//! `--user`, `--group` and `--chroot`: the shared privilege-drop test
+//! (`common::testkit::privs`), checked from `/proc`. Needs root; CI runs
+//! as root, and there a skip is a failure.
+
+#[test]
+fn the_server_drops_to_nobody_and_stays_in_its_chroot() {
+    common::testkit::privs::check(env!("CARGO_BIN_EXE_stage2-http-seq"), &[], |server| {
+        vec![server.pid()]
+    });
+}
