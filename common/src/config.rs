@@ -100,7 +100,17 @@ fn merge_file<C>(
 where
     C: Serialize + DeserializeOwned,
 {
-    let parse_err = |e: &dyn fmt::Display| ConfigError::Parse(path.to_path_buf(), e.to_string());
+    // toml's messages may span lines (and end in a newline): one line, for
+    // the error log.
+    let parse_err = |e: &dyn fmt::Display| {
+        let text = e.to_string();
+        let one_line: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        ConfigError::Parse(path.to_path_buf(), one_line.join(" "))
+    };
     let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(&e))?;
     for key in table.keys() {
         let known = cmd.get_arguments().any(|a| a.get_id().as_str() == key);

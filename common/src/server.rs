@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::ArgAction;
@@ -210,6 +211,119 @@ pub struct Server {
     pub logs: Logs,
     /// The timeouts.
     pub timeouts: Timeouts,
+}
+
+// ANCHOR: reload
+/// Settings a running server holds in a way a reload cannot change: the
+/// socket it listens on, who it runs as, and the log files (their writer
+/// was started with them). Everything else of [`HttpConfig`] applies to
+/// the next request; a stage's own flags (pool sizes, loops) need a
+/// restart too.
+pub const RESTART_ONLY: [&str; 11] = [
+    "addr",
+    "backlog",
+    "user",
+    "group",
+    "chroot",
+    "access_log",
+    "error_log",
+    "log_level",
+    "log_max_bytes",
+    "log_keep",
+    "max_fds",
+];
+
+/// SIGHUP in a one-process stage (2–4): re-reads `argv` — the command line
+/// and its `--config` file — as the stage's configuration `C`, and builds
+/// the site it describes next to the running one's access log, status page
+/// and counters. Returns the new configuration, site and timeouts to serve
+/// the next requests with; `None` (logged) if the file does not parse or
+/// the site cannot be built, and the running configuration stays. The log
+/// says what changed, and what would need a restart (kept as it runs).
+pub fn reload<C>(
+    argv: &[std::ffi::OsString],
+    running: &C,
+    http: fn(&C) -> &HttpConfig,
+    site: &Site,
+) -> Option<(C, Site, Timeouts)>
+where
+    C: clap::Parser + Serialize + serde::de::DeserializeOwned,
+{
+    let keep = |e: &dyn std::fmt::Display| -> Option<(C, Site, Timeouts)> {
+        log::error!("reload: {e}; keeping the running configuration");
+        site.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        None
+    };
+    let new: C = match crate::config::load_from(argv.iter().cloned()) {
+        Ok(c) => c,
+        Err(e) => return keep(&e),
+    };
+    let table = |c: &C| toml::Table::try_from(c).unwrap_or_default();
+    let (old_t, mut new_t) = (table(running), table(&new));
+    let shared = table_keys(http(running));
+    let mut changed = Vec::new();
+    let mut restart = Vec::new();
+    let keys: std::collections::BTreeSet<String> =
+        old_t.keys().chain(new_t.keys()).cloned().collect();
+    for key in keys {
+        if old_t.get(&key) == new_t.get(&key) {
+            continue;
+        }
+        if shared.contains(&key) && !RESTART_ONLY.contains(&key.as_str()) {
+            changed.push(key);
+            continue;
+        }
+        // Keep what runs: copy the running value (or its absence) back.
+        match old_t.get(&key) {
+            Some(v) => new_t.insert(key.clone(), v.clone()),
+            None => new_t.remove(&key),
+        };
+        restart.push(key);
+    }
+    let new: C = match toml::Value::Table(new_t).try_into() {
+        Ok(c) => c,
+        Err(e) => return keep(&e),
+    };
+    let config = http(&new);
+    let timeouts = match config.timeouts() {
+        Ok(t) => t,
+        Err(e) => return keep(&e),
+    };
+    let status = site.status.as_ref().map(|p| Arc::clone(&p.source));
+    let mut fresh = match config.site(&site.server, site.access_log.clone(), status) {
+        Ok(s) => s,
+        Err(e) => return keep(&e),
+    };
+    fresh.counters = site.counters;
+    if !restart.is_empty() {
+        log::warn!(
+            "reload: a restart is needed to change {}; keeping the running values",
+            restart.join(", ")
+        );
+    }
+    if changed.is_empty() {
+        log::info!("reload: configuration re-read; nothing to change");
+    } else {
+        log::info!("reload: applied {}", changed.join(", "));
+    }
+    site.counters
+        .reloads_applied
+        .fetch_add(1, Ordering::Relaxed);
+    Some((new, fresh, timeouts))
+}
+// ANCHOR_END: reload
+
+/// The keys of `config` as a TOML table (the flags [`HttpConfig`] owns).
+fn table_keys(config: &HttpConfig) -> Vec<String> {
+    // Options that are unset are missing from the table: list them too.
+    let mut keys: Vec<String> = toml::Table::try_from(config)
+        .unwrap_or_default()
+        .keys()
+        .cloned()
+        .collect();
+    let cmd = <HttpConfig as clap::Args>::augment_args(clap::Command::new("http"));
+    keys.extend(cmd.get_arguments().map(|a| a.get_id().as_str().to_string()));
+    keys
 }
 
 /// `--NAME SECS` as a duration, where 0 is allowed (it means "at once").

@@ -43,6 +43,10 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Requests answered 429 by `--rate-limit`.
     pub rate_limited: AtomicU64,
+    /// SIGHUP reloads applied.
+    pub reloads_applied: AtomicU64,
+    /// SIGHUP reloads refused (a file that does not parse, a bad value).
+    pub reloads_failed: AtomicU64,
     /// Connections open now.
     pub active: AtomicU64,
     /// Of those, connections waiting for their next request.
@@ -74,6 +78,8 @@ impl Counters {
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            reloads_applied: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
             active: AtomicU64::new(0),
             idle: AtomicU64::new(0),
             timeouts_header: AtomicU64::new(0),
@@ -94,6 +100,8 @@ impl Counters {
             &self.accepted,
             &self.rejected,
             &self.rate_limited,
+            &self.reloads_applied,
+            &self.reloads_failed,
             &self.active,
             &self.idle,
             &self.timeouts_header,
@@ -180,6 +188,8 @@ impl Counters {
             (&self.accepted, &other.accepted),
             (&self.rejected, &other.rejected),
             (&self.rate_limited, &other.rate_limited),
+            (&self.reloads_applied, &other.reloads_applied),
+            (&self.reloads_failed, &other.reloads_failed),
             (&self.active, &other.active),
             (&self.idle, &other.idle),
             (&self.timeouts_header, &other.timeouts_header),
@@ -272,6 +282,21 @@ impl Counters {
             ("send", &self.timeouts_send),
         ] {
             let _ = writeln!(out, "http_timeouts_total{{kind=\"{kind}\"}} {}", g(value));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP http_config_reloads_total SIGHUP reloads, applied or refused."
+        );
+        let _ = writeln!(out, "# TYPE http_config_reloads_total counter");
+        for (result, value) in [
+            ("applied", &self.reloads_applied),
+            ("failed", &self.reloads_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "http_config_reloads_total{{result=\"{result}\"}} {}",
+                g(value)
+            );
         }
         let started = g(&self.started_at);
         let uptime = if started == 0 {

@@ -51,12 +51,24 @@ pub struct Options<'a> {
     pub signals: &'a Signals,
 }
 
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM: the server is done.
+    Shutdown,
+    /// SIGHUP: re-read the configuration, and call `run` again.
+    Reload,
+}
+
 // ANCHOR: accept_loop
 /// Accepts connections one at a time and serves each to the end, until a
-/// shutdown is requested.
-pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
+/// shutdown (or, between two connections, a reload) is requested.
+pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<Exit> {
     listener.set_nonblocking(true)?;
     while !opts.signals.shutdown_requested() {
+        if opts.signals.take_reload() {
+            return Ok(Exit::Reload);
+        }
         // Block in poll(2) on the listener *and* the signal self-pipe, so
         // that SIGTERM is noticed even when nobody connects.
         if !opts.signals.wait_readable(listener.as_fd(), None)? {
@@ -80,7 +92,7 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(Exit::Shutdown)
 }
 // ANCHOR_END: accept_loop
 

@@ -5,7 +5,9 @@
 use clap::Parser;
 use common::server::{HttpConfig, announce, fatal};
 use serde::{Deserialize, Serialize};
-use stage2_http_seq::{Options, run};
+use std::sync::Arc;
+
+use stage2_http_seq::{Exit, Options, run};
 
 /// A sequential HTTP/1.1 static-file server: one connection at a time.
 #[derive(Parser, Serialize, Deserialize, Debug)]
@@ -26,13 +28,30 @@ fn main() {
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
     let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     announce(addr);
-    let opts = Options {
-        site: &server.site,
-        timeouts: server.timeouts,
-        signals: &server.signals,
-    };
-    if let Err(e) = run(&listener, &opts) {
-        log::error!("accept loop: {e}");
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (mut args, mut site, mut timeouts) = (args, Arc::clone(&server.site), server.timeouts);
+    loop {
+        let opts = Options {
+            site: &site,
+            timeouts,
+            signals: &server.signals,
+        };
+        match run(&listener, &opts) {
+            Ok(Exit::Shutdown) => break,
+            // SIGHUP: the next connection is served with what the file
+            // says now (or, if it does not parse, with what runs).
+            Ok(Exit::Reload) => {
+                if let Some((new, fresh, t)) =
+                    common::server::reload(&argv, &args, |a: &Args| &a.http, &site)
+                {
+                    (args, site, timeouts) = (new, Arc::new(fresh), t);
+                }
+            }
+            Err(e) => {
+                log::error!("accept loop: {e}");
+                break;
+            }
+        }
     }
     log::info!("shut down");
     // Dropping the logs flushes the access log before the process exits.

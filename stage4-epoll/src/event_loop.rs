@@ -49,8 +49,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::Site;
@@ -104,6 +104,8 @@ struct Shared {
     waker: Waker,
     /// A graceful shutdown was asked for.
     stop: AtomicBool,
+    /// A reloaded site and timeouts, waiting for the loop to take them.
+    next: Mutex<Option<(Arc<Site>, Timeouts)>>,
 }
 
 // ANCHOR: handle
@@ -120,6 +122,16 @@ impl Handle {
     /// within the grace period, and `run` returns.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.shared.waker.wake() {
+            log::error!("waking an event loop: {e}");
+        }
+    }
+
+    /// SIGHUP: serve the next requests with this site and these timeouts
+    /// (the loop takes them when it wakes; requests in flight finish with
+    /// the old ones).
+    pub fn reconfigure(&self, site: Arc<Site>, timeouts: Timeouts) {
+        *self.shared.next.lock().unwrap_or_else(|e| e.into_inner()) = Some((site, timeouts));
         if let Err(e) = self.shared.waker.wake() {
             log::error!("waking an event loop: {e}");
         }
@@ -226,6 +238,7 @@ impl EventLoop {
             shared: Arc::new(Shared {
                 waker,
                 stop: AtomicBool::new(false),
+                next: Mutex::new(None),
             }),
             config,
             accept: AcceptState::default(),
@@ -334,7 +347,7 @@ impl EventLoop {
             self.report_stats();
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => self.take_reconfigure(),
                     LISTENER => self.accept_all(now),
                     SOURCE => self.take_from_source(now),
                     Token(key) => {
@@ -563,6 +576,21 @@ impl EventLoop {
         counters.opened();
         counters.idle(true);
         Ok(())
+    }
+
+    /// Takes the site and timeouts a reload left (see
+    /// [`Handle::reconfigure`]).
+    fn take_reconfigure(&mut self) {
+        let next = self
+            .shared
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((site, timeouts)) = next {
+            self.config.site = site;
+            self.config.timeouts = timeouts;
+        }
     }
 
     // ANCHOR: take_from_source

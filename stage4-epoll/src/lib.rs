@@ -130,10 +130,14 @@ pub fn render_stats(out: &mut String) {
 }
 
 /// Blocks until a graceful shutdown is requested (SIGINT/SIGTERM), sleeping
-/// in `poll(2)` on the signal self-pipe. Other signals (SIGUSR1 reopens the
-/// logs in the log thread; SIGHUP means nothing here) are drained.
-pub fn wait_for_shutdown(signals: &Signals) {
+/// in `poll(2)` on the signal self-pipe; calls `on_reload` for each SIGHUP.
+/// Other signals (SIGUSR1 reopens the logs in the log thread) are drained.
+pub fn wait_for_shutdown(signals: &Signals, on_reload: &mut dyn FnMut()) {
     while !signals.shutdown_requested() {
+        if signals.take_reload() {
+            on_reload();
+            continue;
+        }
         let mut fds = [PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -154,11 +158,14 @@ pub fn wait_for_shutdown(signals: &Signals) {
 /// waits for all of them to finish their grace period. `started` runs
 /// once every loop exists (the binary announces `listening on` there:
 /// nothing that needs a descriptor is created after the announcement).
+/// On SIGHUP `reload` re-reads the configuration; what it returns goes to
+/// every loop (`Handle::reconfigure`).
 pub fn serve(
     listeners: Vec<TcpListener>,
     config: &LoopConfig,
     signals: &Signals,
     started: impl FnOnce(),
+    mut reload: impl FnMut() -> Option<(std::sync::Arc<common::http::Site>, common::server::Timeouts)>,
 ) -> io::Result<()> {
     let mut handles = Vec::new();
     let mut threads = Vec::new();
@@ -172,7 +179,13 @@ pub fn serve(
         threads.push(thread);
     }
     started();
-    wait_for_shutdown(signals);
+    wait_for_shutdown(signals, &mut || {
+        if let Some((site, timeouts)) = reload() {
+            for handle in &handles {
+                handle.reconfigure(std::sync::Arc::clone(&site), timeouts);
+            }
+        }
+    });
     for handle in &handles {
         handle.shutdown();
     }

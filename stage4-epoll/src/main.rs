@@ -10,7 +10,7 @@ use stage4_epoll::{LoopConfig, bind_reuseport, serve};
 
 /// An HTTP/1.1 static-file server on mio event loops (epoll): one thread
 /// serves many connections.
-#[derive(Parser, Serialize, Deserialize, Debug)]
+#[derive(Parser, Serialize, Deserialize, Debug, Clone)]
 #[command(version, about, long_about = None)]
 struct Args {
     #[command(flatten)]
@@ -51,7 +51,21 @@ fn main() {
         timeouts: server.timeouts,
         max_connections: args.max_connections,
     };
-    if let Err(e) = serve(listeners, &config, &server.signals, || announce(addr)) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (mut running, mut site) = (args.clone(), server.site.clone());
+    let reload = || {
+        let (new, fresh, timeouts) =
+            common::server::reload(&argv, &running, |a: &Args| &a.http, &site)?;
+        (running, site) = (new, std::sync::Arc::new(fresh));
+        Some((std::sync::Arc::clone(&site), timeouts))
+    };
+    if let Err(e) = serve(
+        listeners,
+        &config,
+        &server.signals,
+        || announce(addr),
+        reload,
+    ) {
         log::error!("{e}");
     }
     log::info!("shut down");

@@ -133,13 +133,17 @@ type PerWorker = (
 #[derive(Debug)]
 pub struct Scoreboard {
     slots: &'static [Slot],
+    /// One more slot, after the workers': the master's own counters (its
+    /// reloads), added into the totals of the status page.
+    master: &'static Slot,
 }
 
 impl Scoreboard {
     // ANCHOR: mmap
-    /// Maps `len` zeroed slots shared with every process forked later.
+    /// Maps `len` zeroed worker slots (and the master's) shared with every
+    /// process forked later.
     pub fn new(len: usize) -> std::io::Result<Scoreboard> {
-        let len = len.max(1);
+        let len = len.max(1) + 1;
         let bytes = size_of::<Slot>() * len;
         let size =
             NonZeroUsize::new(bytes).ok_or_else(|| std::io::Error::other("empty scoreboard"))?;
@@ -158,8 +162,9 @@ impl Scoreboard {
         // zero-fills anonymous pages and zero is a valid value of every
         // field; `Slot` is `repr(C)` of atomics, so shared references from
         // several threads and processes are sound.
-        let slots = unsafe { std::slice::from_raw_parts(ptr.cast::<Slot>().as_ptr(), len) };
-        Ok(Scoreboard { slots })
+        let all = unsafe { std::slice::from_raw_parts(ptr.cast::<Slot>().as_ptr(), len) };
+        let (master, slots) = all.split_last().expect("at least two slots");
+        Ok(Scoreboard { slots, master })
     }
     // ANCHOR_END: mmap
 
@@ -171,6 +176,11 @@ impl Scoreboard {
     /// One slot.
     pub fn slot(&self, i: usize) -> &'static Slot {
         &self.slots[i]
+    }
+
+    /// The master's counters (only its reloads are counted there).
+    pub fn master(&self) -> &'static Counters {
+        &self.master.counters
     }
 
     /// Appends the Prometheus text exposition: the common counters summed
@@ -187,6 +197,7 @@ impl Scoreboard {
         for (_, s) in &slots {
             total.add(&s.counters);
         }
+        total.add(&self.master.counters);
         total.render(out);
         common::stats::metric(
             out,

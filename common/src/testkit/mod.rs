@@ -20,6 +20,7 @@ pub mod files;
 pub mod goaccess;
 pub mod privs;
 pub mod procfs;
+pub mod reload;
 pub mod status;
 pub mod valgrind;
 

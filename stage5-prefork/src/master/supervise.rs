@@ -303,13 +303,25 @@ impl Master {
             Ok(a) => a,
             Err(e) => {
                 log::error!("reload: {e}; keeping the running configuration");
+                self.board
+                    .master()
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
         if let Err(e) = check(&new) {
             log::error!("reload: {e}; keeping the running configuration");
+            self.board
+                .master()
+                .reloads_failed
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
+        self.board
+            .master()
+            .reloads_applied
+            .fetch_add(1, Ordering::Relaxed);
         // What the master itself holds cannot change without a restart.
         if new.http.addr != self.args.http.addr
             || new.accept != self.args.accept
