@@ -48,8 +48,10 @@ pub mod connection;
 pub mod line;
 #[cfg(all(test, not(loom)))]
 mod mistake;
+pub mod poller;
 pub mod pool;
 pub mod queue;
+pub mod sizer;
 pub mod stats;
 mod sync;
 
@@ -72,6 +74,20 @@ use crate::stats::Stats;
 /// other connections are waiting (only with `--fair true`).
 pub const RECHECK_EVERY: Duration = Duration::from_millis(20);
 
+/// Where a connection with nothing to read waits (`--idle`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleModel {
+    /// In the poller thread: a worker holds a connection only while it
+    /// has bytes to work on ([`poller`]).
+    Poller,
+    /// On its worker: a worker owns a connection from accept to close
+    /// ([`connection`]), as in the first version of this stage.
+    Classic,
+}
+
 /// An accepted connection on its way to a worker.
 #[derive(Debug)]
 pub struct Incoming {
@@ -93,8 +109,12 @@ pub struct Context {
     pub timeouts: Timeouts,
     /// The counters.
     pub stats: Arc<Stats>,
-    /// The fairness policy: end keep-alive while others wait (`--fair`).
+    /// The fairness policy: end keep-alive while others wait (`--fair`,
+    /// the classic model only).
     pub fair: bool,
+    /// How long a worker of the poller model waits for a keep-alive
+    /// connection's next request before handing it back (`--worker-wait`).
+    pub worker_wait: Duration,
     /// `Retry-After` seconds in a `503`.
     pub retry_after: u32,
     /// Testing only: a request for this path makes the worker panic.
@@ -133,7 +153,7 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
 /// Testing only: true if the first bytes the client sent are
 /// `GET {path} `. Peeks (the bytes stay for the real parser) once, with a
 /// short timeout; a test client sends its request in one write.
-fn asks_for(stream: &TcpStream, path: &str) -> bool {
+pub(crate) fn asks_for(stream: &TcpStream, path: &str) -> bool {
     let want = format!("GET {path} ");
     let mut buf = vec![0; want.len()];
     if stream
@@ -152,8 +172,10 @@ fn asks_for(stream: &TcpStream, path: &str) -> bool {
 pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     while !ctx.signals.shutdown_requested() {
-        // Block in poll(2) on the listener and the signal self-pipe.
-        if !ctx.signals.wait_readable(listener.as_fd(), None)? {
+        // Block in poll(2) on the listener and the signal self-pipe (and
+        // wake for the pool's growth check while connections wait).
+        if !ctx.signals.wait_readable(listener.as_fd(), pool.tick())? {
+            pool.tick();
             continue;
         }
         // Take every connection that is ready: a burst of clients is
