@@ -407,11 +407,21 @@ impl Poller {
         ctx.stats.parked.store(self.conns.len(), Ordering::Relaxed);
     }
 
-    /// Takes a connection out of the poller (to a worker, or to close).
+    /// Takes a connection out of the poller, to a worker (or to be parked
+    /// again): it is deregistered, so that epoll reports nothing about it
+    /// while the poller does not hold it.
     fn unpark(&mut self, key: usize, ctx: &Context) -> Box<Parked> {
-        let slot = self.conns.remove(key);
-        let fd: RawFd = slot.parked.stream.as_raw_fd();
+        let p = self.forget(key, ctx);
+        let fd: RawFd = p.stream.as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        p
+    }
+
+    /// Takes a connection out of the poller to close it: no
+    /// `epoll_ctl(DEL)`, since closing its only descriptor removes it from
+    /// the epoll set anyway.
+    fn forget(&mut self, key: usize, ctx: &Context) -> Box<Parked> {
+        let slot = self.conns.remove(key);
         ctx.stats.parked.store(self.conns.len(), Ordering::Relaxed);
         slot.parked
     }
@@ -425,7 +435,7 @@ impl Poller {
         match slot.parked.phase {
             Phase::Lingering { .. } => {
                 if drain(&mut slot.parked) == Next::Done {
-                    drop(self.unpark(key, ctx));
+                    drop(self.forget(key, ctx));
                 }
             }
             Phase::Waiting { .. } => {
@@ -487,7 +497,7 @@ impl Poller {
             let Some(Reverse((_, key, _))) = self.timers.pop() else {
                 return;
             };
-            let mut p = self.unpark(key, ctx);
+            let mut p = self.forget(key, ctx);
             match p.phase {
                 Phase::Lingering { .. } => {}
                 Phase::Waiting { idle } => {
@@ -498,6 +508,12 @@ impl Poller {
                     });
                     let mut out = Vec::new();
                     if p.conn.timeout(&p.input, &ctx.site, &mut out).is_some() {
+                        // It stays for its lingering close: registered
+                        // again below, so out of the epoll set first.
+                        let _ = self
+                            .poll
+                            .registry()
+                            .deregister(&mut SourceFd(&p.stream.as_raw_fd()));
                         let _ = send(
                             p.stream.as_raw_fd(),
                             &out,
@@ -525,12 +541,14 @@ impl Poller {
                 now
             }
         };
-        // The order matters: a worker hands a connection back *before* it
-        // stops counting as busy, and is counted busy *before* its
-        // connection leaves the queue gauge. So once both read zero, every
-        // hand-back is in the inbox.
-        let idle_pool = ctx.stats.busy.load(Ordering::SeqCst) == 0
-            && ctx.stats.queued.load(Ordering::SeqCst) == 0;
+        // The order matters: a worker is counted busy *before* its
+        // connection leaves the queue gauge (a release), and hands a
+        // connection back *before* it stops counting as busy. So reading
+        // the queue gauge first (an acquire), then the busy count, cannot
+        // miss a connection on its way from the queue to a worker; and once
+        // both read zero, every hand-back is in the inbox.
+        let idle_pool = ctx.stats.queued.load(Ordering::Acquire) == 0
+            && ctx.stats.busy.load(Ordering::SeqCst) == 0;
         if idle_pool {
             for p in self.inbox.take() {
                 self.park(p, ctx);

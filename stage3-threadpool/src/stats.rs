@@ -1,11 +1,15 @@
 //! Counters the acceptor and the workers bump as they go, logged at
 //! shutdown.
 //!
-//! They are plain atomics with `Relaxed` ordering: each counter is a
+//! Most are plain atomics with `Relaxed` ordering: each counter is a
 //! number on its own, nobody reads one to decide whether another
 //! thread's writes are visible, so no ordering between them is needed.
-//! (The one gauge that steers behaviour, [`Stats::queued`], is only ever a
-//! hint: "someone may be waiting".)
+//! Two gauges steer behaviour: [`Stats::queued`] is a hint to the
+//! fairness policy and the workers' short wait ("someone may be
+//! waiting"), and, with [`Stats::busy`], tells the poller when a shutdown
+//! has nothing left in flight; for that one use the decrement of `queued`
+//! is a release and `busy` is changed with `SeqCst` (see
+//! `poller::Poller::drained`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -74,9 +78,12 @@ impl Stats {
         self.queued_max.fetch_max(now, Relaxed);
     }
 
-    /// Counts an item that left the queue, or never got in.
+    /// Counts an item that left the queue, or never got in. `Release`: a
+    /// worker counts itself busy first, and whoever sees this decrement
+    /// (with `Acquire`) sees that too (the poller's shutdown relies on it).
     pub fn dequeue(&self) {
-        self.queued.fetch_sub(1, Relaxed);
+        self.queued
+            .fetch_sub(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Counts a connection that waited `waited` in the queue.
