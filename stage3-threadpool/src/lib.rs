@@ -1,48 +1,68 @@
-//! Stage 3: an acceptor thread and a fixed pool of worker threads.
+//! Stage 3: a thread pool, with idle connections in a poller.
 //!
-//! **What this stage demonstrates.** The classic threaded server. One
-//! thread, the *acceptor*, does nothing but `accept` and push each new
-//! connection into a bounded queue. N *workers* pop connections and serve
-//! each one from start to end with stage 2's blocking loop. N clients are
-//! served at once; the kernel runs the workers in parallel on every core.
+//! **What this stage demonstrates.** The threaded server, in the two
+//! models real ones have used, side by side (`--idle`):
+//! - **classic** (`--idle classic`): one thread, the *acceptor*, does
+//!   nothing but `accept` and push each new connection into a bounded
+//!   queue; N *workers* pop connections and serve each one from start to
+//!   end with stage 2's blocking loop ([`connection`]).
+//! - **poller** (the default, [`poller`]): one thread holds every
+//!   connection that has nothing to read — new ones until their first
+//!   bytes, keep-alive ones between requests, slow heads, lingering closes —
+//!   in epoll (mio), and pushes a connection into the queue only when it is
+//!   readable. A worker serves what is there and hands the connection back,
+//!   with its parse state. This is Apache's event MPM, Tomcat NIO, Jetty.
+//!
 //! Around that core sit the things every real pool needs:
 //! - **two queues**, so you can read the mechanism and then use the tool:
 //!   a hand-written `Mutex<VecDeque>` + `Condvar` queue ([`queue`]), model
 //!   checked with `loom`, and `crossbeam-channel` (`--queue crossbeam`);
 //! - **backpressure**: the queue is bounded (`--queue-depth`); when it is
-//!   full the acceptor answers `503 Service Unavailable` with `Retry-After`
-//!   at once instead of letting connections pile up unseen;
-//! - **fairness**: a keep-alive connection would hold its worker for as
-//!   long as the client likes. When others are waiting, a worker ends the
-//!   keep-alive connection after the current response (`--fair`);
+//!   full the acceptor (or the poller) answers `503 Service Unavailable`
+//!   with `Retry-After` at once instead of letting connections pile up;
+//! - **a pool that sizes itself** ([`pool`], [`sizer`]) between
+//!   `--min-threads` and `--max-threads`: a worker is added when
+//!   connections wait in the queue over 10 ms, and retires after
+//!   `--thread-idle-timeout` with nothing to do;
+//! - **fairness** (classic model): a keep-alive connection would hold its
+//!   worker for as long as the client likes. When others are waiting, a
+//!   worker ends the keep-alive connection after the current response
+//!   (`--fair`);
 //! - **panic isolation**: a job that panics is caught; its worker lives on;
 //! - **graceful shutdown** by `Drop`, as in the Rust Book: close the queue,
 //!   let the workers drain it, join them;
-//! - **stats** in atomics, logged at shutdown.
+//! - **stats** in atomics, on the status page and logged at shutdown.
 //!
 //! **What changed since stage 2.** A worker runs stage 2's connection loop
-//! with the fairness policy added ([`connection`]: it ends keep-alive when
-//! others wait), built from stage 2's pieces (reading with a deadline,
-//! `sendfile`, the timeouts, the lingering close) called as they are. What
-//! is new is everything *around* the connection: who runs it, and when.
+//! (the classic model adds the fairness policy; the poller model stops the
+//! loop where it would wait for the client), built from stage 2's pieces
+//! (writing and `sendfile`, the timeouts, the lingering close) called as
+//! they are. What is new is everything *around* the connection: who runs
+//! it, and when.
 //!
-//! **What it still cannot do.** Hold more connections than it has threads
-//! *cheaply*. Each busy connection pins a whole thread (a stack, a kernel
-//! task, context switches), even while it only waits for the client. A
-//! client that connects and says nothing holds a worker for the whole
-//! `--header-timeout`; N such clients stall the server (see the chapter's
-//! break-it lab). Stage 4 serves thousands of idle connections from one
-//! thread with an event loop.
+//! **What it still cannot do.** A client that is slow to *read* a large
+//! response holds a worker (for at most `--send-timeout`): the poller only
+//! waits for bytes to arrive, not for room to send. Every connection with
+//! bytes to work on still costs a thread while it is served, with a stack,
+//! a kernel task and context switches; stage 4 serves every connection from
+//! one thread with non-blocking state machines. In the classic model, N
+//! clients that connect and say nothing stall N workers for the whole
+//! `--header-timeout` (the chapter's break-it lab).
 //!
 //! # Layout
-//! - [`run`]: the acceptor loop; the `503` it sends is
+//! - [`run`]: the classic acceptor loop; the `503` it sends is
 //!   `common::server::reject_busy` (stage 5's master sends the same).
-//! - [`serve`]: what a worker does with one connection;
+//! - [`poller`]: the poller model: `Poller` (accept, hold, time out,
+//!   linger), `Parked` (a connection between two stretches of work),
+//!   `resume` (a worker's job), `Inbox` (hand-backs).
+//! - [`serve`]: what a classic worker does with one connection;
 //!   [`connection`]: its loop, stage 2's plus the fairness policy.
-//! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
+//! - [`pool`]: `ThreadPool` and its workers, sized between a minimum and a
+//!   maximum, shut down by `Drop`; [`sizer`]: the worker count.
 //! - [`queue`]: the two bounded queues.
 //! - [`stats`]: the counters.
-//! - [`line`]: `--protocol line`, stage 1's line protocol on the same pool.
+//! - [`line`]: `--protocol line`, stage 1's line protocol on the same pool
+//!   (classic model).
 
 pub mod connection;
 pub mod line;
