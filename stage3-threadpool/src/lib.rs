@@ -54,7 +54,8 @@
 //!   `common::server::reject_busy` (stage 5's master sends the same).
 //! - [`poller`]: the poller model: `Poller` (accept, hold, time out,
 //!   linger), `Parked` (a connection between two stretches of work),
-//!   `resume` (a worker's job), `Inbox` (hand-backs).
+//!   `resume` (a worker's job); [`inbox`]: the hand-backs, one wake-up per
+//!   batch.
 //! - [`serve`]: what a classic worker does with one connection;
 //!   [`connection`]: its loop, stage 2's plus the fairness policy.
 //! - [`pool`]: `ThreadPool` and its workers, sized between a minimum and a
@@ -65,6 +66,7 @@
 //!   (classic model).
 
 pub mod connection;
+pub mod inbox;
 pub mod line;
 #[cfg(all(test, not(loom)))]
 mod mistake;

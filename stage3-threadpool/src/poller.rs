@@ -49,8 +49,8 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::http::{Conn, Step};
@@ -171,56 +171,9 @@ enum Next {
     Done,
 }
 
-// ANCHOR: inbox
-/// Where workers hand connections back to the poller.
-#[derive(Debug)]
-#[allow(
-    clippy::vec_box,
-    reason = "a connection stays in one Box from the poller's slab through the queue to a worker and back: it is never copied"
-)]
-pub struct Inbox {
-    /// Connections handed back and not yet taken by the poller; `None`
-    /// once the poller has exited.
-    returned: Mutex<Option<Vec<Box<Parked>>>>,
-    /// Wakes the poller from `epoll_wait` (an eventfd under mio).
-    waker: Waker,
-}
-
-#[allow(clippy::vec_box, reason = "see the struct")]
-impl Inbox {
-    /// Hands `p` to the poller, or gives it back if the poller is gone.
-    /// Only the hand-back that finds the inbox empty wakes the poller: the
-    /// poller takes the whole inbox per wake-up, so a wake is already
-    /// owed for every later one until it does.
-    fn hand_back(&self, p: Box<Parked>) -> Result<(), Box<Parked>> {
-        let mut returned = self.returned.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(list) = returned.as_mut() else {
-            return Err(p);
-        };
-        list.push(p);
-        let first = list.len() == 1;
-        drop(returned);
-        if first {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake the poller: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Everything handed back since the last call.
-    fn take(&self) -> Vec<Box<Parked>> {
-        let mut returned = self.returned.lock().unwrap_or_else(PoisonError::into_inner);
-        returned.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Refuses hand-backs from now on; returns what came in before.
-    fn close(&self) -> Vec<Box<Parked>> {
-        let mut returned = self.returned.lock().unwrap_or_else(PoisonError::into_inner);
-        returned.take().unwrap_or_default()
-    }
-}
-// ANCHOR_END: inbox
+/// Where workers hand connections back to the poller (see [`crate::inbox`]:
+/// one wake-up per batch, model-checked).
+pub type Inbox = crate::inbox::Inbox<Box<Parked>, Waker>;
 
 /// A held connection and the generation of its deadline.
 #[derive(Debug)]
@@ -273,10 +226,7 @@ impl Poller {
             conns: Slab::new(),
             timers: BinaryHeap::new(),
             next_generation: 0,
-            inbox: Arc::new(Inbox {
-                returned: Mutex::new(Some(Vec::new())),
-                waker,
-            }),
+            inbox: Arc::new(Inbox::new(waker)),
             shutdown_began: None,
         })
     }
