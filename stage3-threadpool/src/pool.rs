@@ -358,15 +358,20 @@ fn grow<T: Send + 'static>(shared: &Arc<Shared<T>>) {
 fn work<T: Send + 'static>(id: usize, guard: AliveGuard<T>) {
     let shared = &guard.0;
     let stats = &shared.stats;
+    // A fixed pool never retires anyone. In a self-sizing one, a worker
+    // that timed out but could not retire (the pool is at its minimum)
+    // waits without a timeout until its next item: it does not wake every
+    // idle timeout for nothing (or spin, with a timeout of zero).
     let fixed = shared.sizer.min == shared.sizer.max;
+    let mut may_retire = !fixed;
     loop {
         // `pop` returns the item by value: no lock guard lives on into the
         // loop body, so the other workers can take items while this one
         // works.
-        let popped = if fixed {
-            shared.consumer.pop().map_or(Pop::Closed, Pop::Item)
-        } else {
+        let popped = if may_retire {
             shared.consumer.pop_timeout(shared.idle_timeout)
+        } else {
+            shared.consumer.pop().map_or(Pop::Closed, Pop::Item)
         };
         let (queued_at, item) = match popped {
             Pop::Item(stamped) => stamped,
@@ -378,8 +383,12 @@ fn work<T: Send + 'static>(id: usize, guard: AliveGuard<T>) {
                 log::debug!("worker {id}: idle, retiring");
                 return;
             }
-            Pop::TimedOut => continue,
+            Pop::TimedOut => {
+                may_retire = false;
+                continue;
+            }
         };
+        may_retire = !fixed;
         // Busy *before* the item leaves the queue gauge: whoever sees both
         // at zero knows that no item is in flight.
         stats.busy.fetch_add(1, Ordering::SeqCst);

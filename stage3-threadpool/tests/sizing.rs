@@ -117,3 +117,30 @@ fn threads_means_both_min_and_max() {
         "{page}"
     );
 }
+
+/// A self-sizing pool at its minimum does not spin: with an idle timeout
+/// of zero, a worker that times out and may not retire waits for its next
+/// item without a timeout. The server, idle, uses well under half a core
+/// in a second (spinning would use all of it), and still serves.
+#[test]
+fn an_idle_pool_at_its_minimum_does_not_spin() {
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--min-threads",
+            "1",
+            "--max-threads",
+            "4",
+            "--thread-idle-timeout",
+            "0",
+        ],
+    );
+    let ticks = common::testkit::abuse::ticks_in_one_second(server.pid());
+    assert!(ticks < 50, "{ticks} CPU ticks in one idle second");
+    let page = status::scrape(server.addr).expect("the status page");
+    assert_eq!(
+        status::value(&page, "threadpool_workers"),
+        Some(1),
+        "{page}"
+    );
+}
