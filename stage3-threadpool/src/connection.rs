@@ -1,23 +1,39 @@
-//! A worker's connection loop: stage 2's loop, plus the fairness policy.
+//! The classic model's connection loop (`--idle classic`): stage 2's
+//! loop, plus the fairness policy and a cheaper read.
 //!
 //! Stage 2 owns its only thread, so its loop serves a connection for as
 //! long as the client likes. A worker of the pool shares its thread with
 //! every connection still waiting in the queue, so this loop asks, before
 //! each response and while a keep-alive connection is idle, whether others
-//! wait (`--fair`), and lets go of its connection if they do. Everything
-//! else — reading with a deadline, writing and `sendfile`, the timeouts,
-//! the lingering close — is stage 2's, called as it is.
+//! wait (`--fair`), and lets go of its connection if they do.
+//!
+//! It also reads differently. Stage 2's `read_until` sets the socket's
+//! receive timeout and polls it with the signal pipe before every read: 4
+//! system calls per keep-alive request (`poll`, `setsockopt`, `recvfrom`,
+//! `sendto`). Here the receive timeout is set once per connection to a
+//! short [`TICK`], and the loop reads with it and looks at the deadlines
+//! and the shutdown flag each time a read times out: a request costs its
+//! read and its write, 2 calls. Everything else — writing and `sendfile`,
+//! the timeouts, the lingering close — is stage 2's, called as it is.
 
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::http::{Conn, Step};
-use stage2_http_seq::io::{ReadOutcome, linger_close, read_until};
+use common::signals::Signals;
+use stage2_http_seq::io::{ReadOutcome, linger_close};
 use stage2_http_seq::{Options, Track, prepare, readable_now, send_response, time_out};
 
 use crate::stats::Stats;
 use crate::{Context, RECHECK_EVERY};
+
+/// The receive timeout of a classic connection, set once: how long one
+/// blocked read waits before the loop looks at its deadlines, the fairness
+/// policy and the shutdown flag again. Every timeout is late by at most
+/// this much.
+pub const TICK: Duration = RECHECK_EVERY;
 
 // ANCHOR: serve_connection
 /// Serves one connection until the client closes it, a timeout fires, an
@@ -30,6 +46,8 @@ pub fn serve_connection(
     ctx: &Context,
 ) -> std::io::Result<()> {
     prepare(&stream, opts)?;
+    // Once per connection, not per read (see [`read_ticking`]).
+    stream.set_read_timeout(Some(TICK))?;
     let site = opts.site;
     // Counts the connection as open (and idle, while it waits between
     // requests) for the status page, until it is dropped.
@@ -111,7 +129,7 @@ pub fn serve_connection(
                 // (the last-request wait above is the one exception).
                 let wake = (waiting && !draining).then_some(opts.signals);
                 track.idle(waiting);
-                let outcome = read_until(&mut stream, &mut input, wait_end, wake)?;
+                let outcome = read_ticking(&mut stream, &mut input, wait_end, wake)?;
                 track.idle(false);
                 match outcome {
                     ReadOutcome::Data => {
@@ -134,3 +152,43 @@ pub fn serve_connection(
     }
 }
 // ANCHOR_END: serve_connection
+
+// ANCHOR: read_ticking
+/// Reads once into the end of `input`, waiting until `wait_end` at most.
+/// The socket's receive timeout ([`TICK`], set once) bounds each blocked
+/// `read`; when one times out, the deadline (and, with `wake`, the
+/// shutdown flag) is looked at and the read is tried again. When bytes are
+/// there, that is one system call.
+fn read_ticking(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    wait_end: Instant,
+    wake: Option<&Signals>,
+) -> std::io::Result<ReadOutcome> {
+    let mut buf = [0u8; 8192];
+    loop {
+        if wake.is_some_and(Signals::shutdown_requested) {
+            return Ok(ReadOutcome::Interrupted);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                input.extend_from_slice(&buf[..n]);
+                return Ok(ReadOutcome::Data);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if Instant::now() >= wait_end {
+                    return Ok(ReadOutcome::TimedOut);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+// ANCHOR_END: read_ticking

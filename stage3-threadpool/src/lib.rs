@@ -1,55 +1,79 @@
-//! Stage 3: an acceptor thread and a fixed pool of worker threads.
+//! Stage 3: a thread pool, with idle connections in a poller.
 //!
-//! **What this stage demonstrates.** The classic threaded server. One
-//! thread, the *acceptor*, does nothing but `accept` and push each new
-//! connection into a bounded queue. N *workers* pop connections and serve
-//! each one from start to end with stage 2's blocking loop. N clients are
-//! served at once; the kernel runs the workers in parallel on every core.
+//! **What this stage demonstrates.** The threaded server, in the two
+//! models real ones have used, side by side (`--idle`):
+//! - **classic** (`--idle classic`): one thread, the *acceptor*, does
+//!   nothing but `accept` and push each new connection into a bounded
+//!   queue; N *workers* pop connections and serve each one from start to
+//!   end with stage 2's blocking loop ([`connection`]).
+//! - **poller** (the default, [`poller`]): one thread holds every
+//!   connection that has nothing to read — new ones until their first
+//!   bytes, keep-alive ones between requests, slow heads, lingering closes —
+//!   in epoll (mio), and pushes a connection into the queue only when it is
+//!   readable. A worker serves what is there and hands the connection back,
+//!   with its parse state. This is Apache's event MPM, Tomcat NIO, Jetty.
+//!
 //! Around that core sit the things every real pool needs:
 //! - **two queues**, so you can read the mechanism and then use the tool:
 //!   a hand-written `Mutex<VecDeque>` + `Condvar` queue ([`queue`]), model
 //!   checked with `loom`, and `crossbeam-channel` (`--queue crossbeam`);
 //! - **backpressure**: the queue is bounded (`--queue-depth`); when it is
-//!   full the acceptor answers `503 Service Unavailable` with `Retry-After`
-//!   at once instead of letting connections pile up unseen;
-//! - **fairness**: a keep-alive connection would hold its worker for as
-//!   long as the client likes. When others are waiting, a worker ends the
-//!   keep-alive connection after the current response (`--fair`);
+//!   full the acceptor (or the poller) answers `503 Service Unavailable`
+//!   with `Retry-After` at once instead of letting connections pile up;
+//! - **a pool that sizes itself** ([`pool`], [`sizer`]) between
+//!   `--min-threads` and `--max-threads`: a worker is added when
+//!   connections wait in the queue over 10 ms, and retires after
+//!   `--thread-idle-timeout` with nothing to do;
+//! - **fairness** (classic model): a keep-alive connection would hold its
+//!   worker for as long as the client likes. When others are waiting, a
+//!   worker ends the keep-alive connection after the current response
+//!   (`--fair`);
 //! - **panic isolation**: a job that panics is caught; its worker lives on;
 //! - **graceful shutdown** by `Drop`, as in the Rust Book: close the queue,
 //!   let the workers drain it, join them;
-//! - **stats** in atomics, logged at shutdown.
+//! - **stats** in atomics, on the status page and logged at shutdown.
 //!
 //! **What changed since stage 2.** A worker runs stage 2's connection loop
-//! with the fairness policy added ([`connection`]: it ends keep-alive when
-//! others wait), built from stage 2's pieces (reading with a deadline,
-//! `sendfile`, the timeouts, the lingering close) called as they are. What
-//! is new is everything *around* the connection: who runs it, and when.
+//! (the classic model adds the fairness policy; the poller model stops the
+//! loop where it would wait for the client), built from stage 2's pieces
+//! (writing and `sendfile`, the timeouts, the lingering close) called as
+//! they are. What is new is everything *around* the connection: who runs
+//! it, and when.
 //!
-//! **What it still cannot do.** Hold more connections than it has threads
-//! *cheaply*. Each busy connection pins a whole thread (a stack, a kernel
-//! task, context switches), even while it only waits for the client. A
-//! client that connects and says nothing holds a worker for the whole
-//! `--header-timeout`; N such clients stall the server (see the chapter's
-//! break-it lab). Stage 4 serves thousands of idle connections from one
-//! thread with an event loop.
+//! **What it still cannot do.** A client that is slow to *read* a large
+//! response holds a worker (for at most `--send-timeout`): the poller only
+//! waits for bytes to arrive, not for room to send. Every connection with
+//! bytes to work on still costs a thread while it is served, with a stack,
+//! a kernel task and context switches; stage 4 serves every connection from
+//! one thread with non-blocking state machines. In the classic model, N
+//! clients that connect and say nothing stall N workers for the whole
+//! `--header-timeout` (the chapter's break-it lab).
 //!
 //! # Layout
-//! - [`run`]: the acceptor loop; the `503` it sends is
+//! - [`run`]: the classic acceptor loop; the `503` it sends is
 //!   `common::server::reject_busy` (stage 5's master sends the same).
-//! - [`serve`]: what a worker does with one connection;
+//! - [`poller`]: the poller model: `Poller` (accept, hold, time out,
+//!   linger), `Parked` (a connection between two stretches of work),
+//!   `resume` (a worker's job); [`inbox`]: the hand-backs, one wake-up per
+//!   batch.
+//! - [`serve`]: what a classic worker does with one connection;
 //!   [`connection`]: its loop, stage 2's plus the fairness policy.
-//! - [`pool`]: `ThreadPool` and its workers, shut down by `Drop`.
+//! - [`pool`]: `ThreadPool` and its workers, sized between a minimum and a
+//!   maximum, shut down by `Drop`; [`sizer`]: the worker count.
 //! - [`queue`]: the two bounded queues.
 //! - [`stats`]: the counters.
-//! - [`line`]: `--protocol line`, stage 1's line protocol on the same pool.
+//! - [`line`]: `--protocol line`, stage 1's line protocol on the same pool
+//!   (classic model).
 
 pub mod connection;
+pub mod inbox;
 pub mod line;
 #[cfg(all(test, not(loom)))]
 mod mistake;
+pub mod poller;
 pub mod pool;
 pub mod queue;
+pub mod sizer;
 pub mod stats;
 mod sync;
 
@@ -72,6 +96,20 @@ use crate::stats::Stats;
 /// other connections are waiting (only with `--fair true`).
 pub const RECHECK_EVERY: Duration = Duration::from_millis(20);
 
+/// Where a connection with nothing to read waits (`--idle`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleModel {
+    /// In the poller thread: a worker holds a connection only while it
+    /// has bytes to work on ([`poller`]).
+    Poller,
+    /// On its worker: a worker owns a connection from accept to close
+    /// ([`connection`]), as in the first version of this stage.
+    Classic,
+}
+
 /// An accepted connection on its way to a worker.
 #[derive(Debug)]
 pub struct Incoming {
@@ -93,8 +131,12 @@ pub struct Context {
     pub timeouts: Timeouts,
     /// The counters.
     pub stats: Arc<Stats>,
-    /// The fairness policy: end keep-alive while others wait (`--fair`).
+    /// The fairness policy: end keep-alive while others wait (`--fair`,
+    /// the classic model only).
     pub fair: bool,
+    /// How long a worker of the poller model waits for a keep-alive
+    /// connection's next request before handing it back (`--worker-wait`).
+    pub worker_wait: Duration,
     /// `Retry-After` seconds in a `503`.
     pub retry_after: u32,
     /// Testing only: a request for this path makes the worker panic.
@@ -133,7 +175,7 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
 /// Testing only: true if the first bytes the client sent are
 /// `GET {path} `. Peeks (the bytes stay for the real parser) once, with a
 /// short timeout; a test client sends its request in one write.
-fn asks_for(stream: &TcpStream, path: &str) -> bool {
+pub(crate) fn asks_for(stream: &TcpStream, path: &str) -> bool {
     let want = format!("GET {path} ");
     let mut buf = vec![0; want.len()];
     if stream
@@ -152,8 +194,10 @@ fn asks_for(stream: &TcpStream, path: &str) -> bool {
 pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     while !ctx.signals.shutdown_requested() {
-        // Block in poll(2) on the listener and the signal self-pipe.
-        if !ctx.signals.wait_readable(listener.as_fd(), None)? {
+        // Block in poll(2) on the listener and the signal self-pipe (and
+        // wake for the pool's growth check while connections wait).
+        if !ctx.signals.wait_readable(listener.as_fd(), pool.tick())? {
+            pool.tick();
             continue;
         }
         // Take every connection that is ready: a burst of clients is

@@ -1,10 +1,12 @@
 //! `stage3-threadpool`: the thread-pool HTTP/1.1 server's binary. See the
 //! library's docs for what the stage teaches; this file wires the command
-//! line, the pool, the acceptor and the shutdown together.
+//! line, the pool, the poller (or the classic acceptor) and the shutdown
+//! together.
 //!
 //! The shutdown order is the lesson of `Drop` in miniature: stop accepting
-//! (the acceptor loop returns), close the queue (drop its producer), let the
-//! workers drain it within the grace period, log the stats, flush the logs.
+//! (the poller or acceptor loop returns), close the queue (drop its
+//! producer), let the workers drain it within the grace period, log the
+//! stats, flush the logs.
 
 use std::sync::Arc;
 
@@ -14,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use stage1_echo::cli::{Mode, RoomConfig};
 use stage1_echo::room::Room;
 use stage3_threadpool::line::LineRoom;
+use stage3_threadpool::poller::{Parked, Poller, resume};
 use stage3_threadpool::pool::{PoolConfig, ThreadPool};
 use stage3_threadpool::queue::QueueKind;
 use stage3_threadpool::stats::Stats;
-use stage3_threadpool::{Context, run, serve};
+use stage3_threadpool::{Context, IdleModel, run, serve};
 
 /// What the workers speak.
 #[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +35,9 @@ enum Protocol {
 /// Workers per core when `--threads` is 0.
 const THREADS_PER_CORE: usize = 4;
 
-/// An HTTP/1.1 static-file server: one acceptor thread and a fixed pool of
-/// worker threads fed through a bounded queue.
+/// An HTTP/1.1 static-file server: a poller thread that holds every
+/// connection with nothing to read, and a self-sizing pool of worker
+/// threads fed through a bounded queue.
 #[derive(Parser, Serialize, Deserialize, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -41,10 +45,39 @@ struct Args {
     #[serde(flatten)]
     http: HttpConfig,
 
-    /// Worker threads: how many connections are served at once. 0 picks
-    /// 4 per core (workers mostly wait on sockets, not on the CPU).
+    /// Where connections with nothing to read wait: in one poller thread
+    /// (workers only serve bytes that are there), or classic: on their
+    /// worker, which owns a connection from accept to close.
+    #[arg(long, value_enum, value_name = "MODEL", default_value_t = IdleModel::Poller)]
+    idle: IdleModel,
+
+    /// Worker threads, both the minimum and the maximum unless
+    /// --min-threads or --max-threads say otherwise. 0 picks 4 per core
+    /// (workers mostly wait on sockets, not on the CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
+
+    /// Workers kept however idle the pool is (unset: the --threads value,
+    /// or --max-threads if lower).
+    #[arg(long, value_name = "N")]
+    min_threads: Option<usize>,
+
+    /// Workers never exceeded: one is added when connections wait in the
+    /// queue longer than 10 ms (unset: the --threads value, or
+    /// --min-threads if higher).
+    #[arg(long, value_name = "N")]
+    max_threads: Option<usize>,
+
+    /// Seconds (fractions allowed) a worker waits for work before it
+    /// exits, while the pool is above --min-threads.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    thread_idle_timeout: f64,
+
+    /// Poller model: seconds (fractions allowed) a worker waits for a
+    /// keep-alive connection's next request before handing it back to the
+    /// poller; it does not wait while others wait for a worker. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.002)]
+    worker_wait: f64,
 
     /// The queue between the acceptor and the workers: the hand-written
     /// Mutex<VecDeque> + Condvar one, or crossbeam-channel.
@@ -60,8 +93,8 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 1)]
     retry_after: u32,
 
-    /// Fairness: while connections wait for a worker, end keep-alive after
-    /// the current response and close idle keep-alive connections.
+    /// Classic model: while connections wait for a worker, end keep-alive
+    /// after the current response and close idle keep-alive connections.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     fair: bool,
 
@@ -89,6 +122,18 @@ fn main() {
     if args.queue_depth == 0 {
         fatal(&"--queue-depth must be at least 1");
     }
+    let (min_threads, max_threads) = pool_size(&args).unwrap_or_else(|e| fatal(&e));
+    let idle_timeout =
+        common::server::secs_or_zero("--thread-idle-timeout", args.thread_idle_timeout)
+            .unwrap_or_else(|e| fatal(&e));
+    let worker_wait = common::server::secs_or_zero("--worker-wait", args.worker_wait)
+        .unwrap_or_else(|e| fatal(&e));
+    // The line protocol's sessions are stateful conversations: they keep
+    // the classic model.
+    let idle = match args.protocol {
+        Protocol::Http => args.idle,
+        Protocol::Line => IdleModel::Classic,
+    };
     let line = match args.protocol {
         Protocol::Http => None,
         Protocol::Line => {
@@ -120,41 +165,87 @@ fn main() {
         timeouts,
         stats: Arc::clone(&stats),
         fair: args.fair,
+        worker_wait,
         retry_after: args.retry_after,
         panic_path: args.panic_path,
         line,
     });
     let config = PoolConfig {
-        threads: args.threads,
+        min_threads,
+        max_threads,
+        idle_timeout,
         queue: args.queue,
         depth: args.queue_depth,
     };
-    let worker_ctx = Arc::clone(&ctx);
-    let pool = ThreadPool::new(config, Arc::clone(&stats), move |c| serve(c, &worker_ctx))
-        .unwrap_or_else(|e| fatal(&format!("cannot start the workers: {e}")));
     log::info!(
-        "{} workers, {} queue of {}",
-        args.threads,
+        "{} model, {min_threads}..={max_threads} workers, {} queue of {}",
+        match idle {
+            IdleModel::Poller => "poller",
+            IdleModel::Classic => "classic",
+        },
         args.queue.name(),
         args.queue_depth
     );
-    if ctx.line.is_some() {
-        // Not a URL: the line protocol is spoken with `nc`, not a browser.
-        println!("listening on {addr}");
-    } else {
-        announce(addr);
-    }
-
-    if let Err(e) = run(&listener, &pool, &ctx) {
-        log::error!("accept loop: {e}");
-    }
-    // Stop accepting: connections not yet accepted are refused from now on.
-    drop(listener);
-    if !pool.shutdown(timeouts.grace) {
+    let finished = match idle {
+        IdleModel::Classic => {
+            let worker_ctx = Arc::clone(&ctx);
+            let pool = ThreadPool::new(config, Arc::clone(&stats), move |c| serve(c, &worker_ctx))
+                .unwrap_or_else(|e| fatal(&format!("cannot start the workers: {e}")));
+            if ctx.line.is_some() {
+                // Not a URL: the line protocol is spoken with `nc`, not a browser.
+                println!("listening on {addr}");
+            } else {
+                announce(addr);
+            }
+            if let Err(e) = run(&listener, &pool, &ctx) {
+                log::error!("accept loop: {e}");
+            }
+            // Stop accepting: connections not yet accepted are refused from now on.
+            drop(listener);
+            pool.shutdown(timeouts.grace)
+        }
+        IdleModel::Poller => {
+            let poller = Poller::new(listener, &ctx)
+                .unwrap_or_else(|e| fatal(&format!("cannot start the poller: {e}")));
+            let inbox = poller.inbox();
+            let worker_ctx = Arc::clone(&ctx);
+            let pool: ThreadPool<Box<Parked>> =
+                ThreadPool::new(config, Arc::clone(&stats), move |p| {
+                    resume(p, &worker_ctx, &inbox);
+                })
+                .unwrap_or_else(|e| fatal(&format!("cannot start the workers: {e}")));
+            announce(addr);
+            // Returns once the shutdown is over: the listener closed, and
+            // every connection finished (or the grace period passed).
+            if let Err(e) = poller.run(&pool, &ctx) {
+                log::error!("poller: {e}");
+            }
+            pool.shutdown(timeouts.grace)
+        }
+    };
+    if !finished {
         log::warn!("exiting with work unfinished");
     }
     log::info!("stats: {stats}");
     log::info!("shut down");
     // Dropping the logs flushes the access log before the process exits.
     drop(logs);
+}
+
+/// `--min-threads` and `--max-threads`, each defaulting to `--threads`.
+fn pool_size(args: &Args) -> Result<(usize, usize), String> {
+    let min = args.min_threads.unwrap_or_else(|| {
+        args.max_threads
+            .map_or(args.threads, |max| args.threads.min(max))
+    });
+    let max = args.max_threads.unwrap_or(args.threads.max(min));
+    if min == 0 {
+        return Err("--min-threads must be at least 1".into());
+    }
+    if max < min {
+        return Err(format!(
+            "--max-threads ({max}) must be at least --min-threads ({min})"
+        ));
+    }
+    Ok((min, max))
 }

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,17 @@ pub enum PushError<T> {
     Full(T),
     /// The queue was closed: the pool is shutting down.
     Closed(T),
+}
+
+/// What [`Consumer::pop_timeout`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pop<T> {
+    /// The oldest item.
+    Item(T),
+    /// Nothing arrived within the timeout: an idle worker may retire.
+    TimedOut,
+    /// The queue is closed and empty: every worker exits.
+    Closed,
 }
 
 impl<T> fmt::Debug for PushError<T> {
@@ -145,6 +157,39 @@ impl<T> BoundedQueue<T> {
     }
     // ANCHOR_END: pop
 
+    // ANCHOR: pop_timeout
+    /// Like [`pop`](Self::pop), but sleeps at most `timeout` in all:
+    /// [`Pop::TimedOut`] tells an idle worker of a self-sizing pool that it
+    /// may retire. The deadline is kept across wake-ups, so a stream of
+    /// spurious wake-ups cannot keep a worker waiting forever.
+    pub fn pop_timeout(&self, timeout: Duration) -> Pop<T> {
+        let mut state = self.lock();
+        let mut left = timeout;
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                return Pop::Item(item);
+            }
+            if state.closed {
+                return Pop::Closed;
+            }
+            if left.is_zero() {
+                return Pop::TimedOut;
+            }
+            let began = std::time::Instant::now();
+            let (guard, result) = self
+                .not_empty
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = guard;
+            left = if result.timed_out() {
+                Duration::ZERO
+            } else {
+                left.saturating_sub(began.elapsed())
+            };
+        }
+    }
+    // ANCHOR_END: pop_timeout
+
     // ANCHOR: close
     /// Refuses new items and wakes every sleeping worker so that each can
     /// see "closed and empty" and exit. `notify_one` here would be a lost
@@ -241,6 +286,21 @@ impl<T> Consumer<T> {
         match &self.0 {
             ConsumerImpl::Mutex(q) => q.pop(),
             ConsumerImpl::Crossbeam(rx) => rx.recv().ok(),
+        }
+    }
+}
+
+impl<T> Consumer<T> {
+    /// Takes the oldest item, sleeping at most `timeout` while there is
+    /// none.
+    pub fn pop_timeout(&self, timeout: Duration) -> Pop<T> {
+        match &self.0 {
+            ConsumerImpl::Mutex(q) => q.pop_timeout(timeout),
+            ConsumerImpl::Crossbeam(rx) => match rx.recv_timeout(timeout) {
+                Ok(item) => Pop::Item(item),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Pop::TimedOut,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Pop::Closed,
+            },
         }
     }
 }
@@ -356,6 +416,20 @@ mod tests {
         }
     }
 
+    /// `pop_timeout` gives up after its timeout on an empty queue, returns
+    /// an item that is there, and reports a closed queue as closed.
+    #[test]
+    fn pop_timeout_times_out_returns_items_and_sees_close() {
+        for kind in KINDS {
+            let (tx, rx) = bounded::<u32>(kind, 4);
+            assert_eq!(rx.pop_timeout(Duration::from_millis(10)), Pop::TimedOut);
+            tx.try_push(5).unwrap();
+            assert_eq!(rx.pop_timeout(Duration::from_secs(10)), Pop::Item(5));
+            drop(tx);
+            assert_eq!(rx.pop_timeout(Duration::from_secs(10)), Pop::Closed);
+        }
+    }
+
     /// A closed queue refuses new items.
     #[test]
     fn closed_queue_refuses() {
@@ -410,6 +484,32 @@ mod loom_tests {
             q.close();
             let popped: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
             assert_eq!(popped, 1);
+        });
+    }
+
+    /// A worker waiting with a timeout (as an idle worker of a self-sizing
+    /// pool does) never loses an item pushed meanwhile: it either gets the
+    /// item, or times out and the item is still in the queue for the next
+    /// worker. A close is always seen.
+    #[test]
+    fn a_timed_pop_never_loses_an_item() {
+        loom::model(|| {
+            let q = Arc::new(BoundedQueue::new(1));
+            let worker = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.pop_timeout(std::time::Duration::from_millis(1)))
+            };
+            assert!(q.try_push(3u32).is_ok());
+            match worker.join().unwrap() {
+                Pop::Item(3) => assert!(q.is_empty()),
+                Pop::TimedOut => assert_eq!(q.pop(), Some(3)),
+                other => panic!("{other:?}"),
+            }
+            q.close();
+            assert_eq!(
+                q.pop_timeout(std::time::Duration::from_millis(1)),
+                Pop::Closed
+            );
         });
     }
 }

@@ -1,11 +1,15 @@
 //! Counters the acceptor and the workers bump as they go, logged at
 //! shutdown.
 //!
-//! They are plain atomics with `Relaxed` ordering: each counter is a
+//! Most are plain atomics with `Relaxed` ordering: each counter is a
 //! number on its own, nobody reads one to decide whether another
 //! thread's writes are visible, so no ordering between them is needed.
-//! (The one gauge that steers behaviour, [`Stats::queued`], is only ever a
-//! hint: "someone may be waiting".)
+//! Two gauges steer behaviour: [`Stats::queued`] is a hint to the
+//! fairness policy and the workers' short wait ("someone may be
+//! waiting"), and, with [`Stats::busy`], tells the poller when a shutdown
+//! has nothing left in flight; for that one use the decrement of `queued`
+//! is a release and `busy` is changed with `SeqCst` (see
+//! `poller::Poller::drained`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -34,6 +38,30 @@ pub struct Stats {
     pub queued_max: AtomicUsize,
     /// Connections a worker is serving right now (busy workers).
     pub busy: AtomicUsize,
+    /// Worker threads running now (the pool sizes itself between the
+    /// two next gauges).
+    pub workers: AtomicUsize,
+    /// `--min-threads`.
+    pub workers_min: AtomicUsize,
+    /// `--max-threads`.
+    pub workers_max: AtomicUsize,
+    /// Workers started since the server started (the first `min` too).
+    pub workers_started: AtomicU64,
+    /// Workers that exited after `--thread-idle-timeout` with nothing to do.
+    pub workers_retired: AtomicU64,
+    /// Connections taken off the queue by a worker.
+    pub queue_waits: AtomicU64,
+    /// Their time in the queue, summed, in microseconds.
+    pub queue_wait_us: AtomicU64,
+    /// The longest time one waited, in microseconds.
+    pub queue_wait_us_max: AtomicU64,
+    /// Those that waited longer than the growth bound (`pool::GROW_AFTER`).
+    pub queue_waits_slow: AtomicU64,
+    /// Connections held by the poller now (waiting for bytes, or in their
+    /// lingering close), in the poller model.
+    pub parked: AtomicUsize,
+    /// Connections a worker handed back to the poller.
+    pub handed_back: AtomicU64,
 }
 // ANCHOR_END: stats
 
@@ -50,9 +78,23 @@ impl Stats {
         self.queued_max.fetch_max(now, Relaxed);
     }
 
-    /// Counts an item that left the queue, or never got in.
+    /// Counts an item that left the queue, or never got in. `Release`: a
+    /// worker counts itself busy first, and whoever sees this decrement
+    /// (with `Acquire`) sees that too (the poller's shutdown relies on it).
     pub fn dequeue(&self) {
-        self.queued.fetch_sub(1, Relaxed);
+        self.queued
+            .fetch_sub(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Counts a connection that waited `waited` in the queue.
+    pub fn waited(&self, waited: std::time::Duration) {
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        Stats::bump(&self.queue_waits);
+        self.queue_wait_us.fetch_add(us, Relaxed);
+        self.queue_wait_us_max.fetch_max(us, Relaxed);
+        if waited > crate::pool::GROW_AFTER {
+            Stats::bump(&self.queue_waits_slow);
+        }
     }
 
     /// Appends the pool's own figures to the status page.
@@ -82,6 +124,83 @@ impl Stats {
         );
         metric(
             out,
+            "threadpool_workers",
+            "gauge",
+            "Worker threads running now.",
+            g(&self.workers),
+        );
+        metric(
+            out,
+            "threadpool_workers_min",
+            "gauge",
+            "Workers kept however idle the pool is (--min-threads).",
+            g(&self.workers_min),
+        );
+        metric(
+            out,
+            "threadpool_workers_max",
+            "gauge",
+            "Workers never exceeded (--max-threads).",
+            g(&self.workers_max),
+        );
+        metric(
+            out,
+            "threadpool_workers_started_total",
+            "counter",
+            "Workers started, the first --min-threads included.",
+            self.workers_started.load(Relaxed),
+        );
+        metric(
+            out,
+            "threadpool_workers_retired_total",
+            "counter",
+            "Workers that exited after --thread-idle-timeout idle.",
+            self.workers_retired.load(Relaxed),
+        );
+        metric(
+            out,
+            "threadpool_queue_waits_total",
+            "counter",
+            "Connections a worker took off the queue.",
+            self.queue_waits.load(Relaxed),
+        );
+        seconds(
+            out,
+            "threadpool_queue_wait_seconds_total",
+            "counter",
+            "Time those connections spent in the queue, summed.",
+            self.queue_wait_us.load(Relaxed),
+        );
+        seconds(
+            out,
+            "threadpool_queue_wait_seconds_max",
+            "gauge",
+            "The longest time a connection waited in the queue.",
+            self.queue_wait_us_max.load(Relaxed),
+        );
+        metric(
+            out,
+            "threadpool_queue_waits_slow_total",
+            "counter",
+            "Connections that waited longer than the growth bound (10 ms).",
+            self.queue_waits_slow.load(Relaxed),
+        );
+        metric(
+            out,
+            "threadpool_poller_connections",
+            "gauge",
+            "Connections the poller holds now (waiting for bytes, or lingering).",
+            g(&self.parked),
+        );
+        metric(
+            out,
+            "threadpool_handed_back_total",
+            "counter",
+            "Connections a worker handed back to the poller.",
+            self.handed_back.load(Relaxed),
+        );
+        metric(
+            out,
             "threadpool_yielded_total",
             "counter",
             "Idle keep-alive connections closed to make room.",
@@ -102,12 +221,25 @@ impl Stats {
     }
 }
 
+/// Appends a metric kept in microseconds, in Prometheus's base unit
+/// (seconds, with six decimals).
+fn seconds(out: &mut String, name: &str, kind: &str, help: &str, micros: u64) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}.{:06}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    );
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "accepted={} rejected={} served={} requests={} bytes={} yielded={} panics={} \
-             active={} queued={} queued_max={}",
+             active={} queued={} queued_max={} workers={} workers_started={} \
+             workers_retired={} handed_back={}",
             self.accepted.load(Relaxed),
             self.rejected.load(Relaxed),
             self.served.load(Relaxed),
@@ -118,6 +250,10 @@ impl fmt::Display for Stats {
             self.busy.load(Relaxed),
             self.queued.load(Relaxed),
             self.queued_max.load(Relaxed),
+            self.workers.load(Relaxed),
+            self.workers_started.load(Relaxed),
+            self.workers_retired.load(Relaxed),
+            self.handed_back.load(Relaxed),
         )
     }
 }

@@ -1,6 +1,8 @@
-//! Black-box tests of what the pool adds to stage 2: fairness between
-//! keep-alive connections, backpressure, panic isolation and a graceful
-//! shutdown that finishes queued work. Real sockets on 127.0.0.1, port 0.
+//! Black-box tests of what the pool adds to stage 2: many keep-alive
+//! connections on few workers (the fairness policy of the classic model,
+//! the poller of the default one), backpressure, panic isolation and a
+//! graceful shutdown that finishes queued work. Tests that name no `--idle`
+//! run the default model, the poller. Real sockets on 127.0.0.1, port 0.
 //!
 //! Every wait has an upper bound (a socket read timeout or a deadline), and
 //! no test sleeps hoping that something happened meanwhile: each step waits
@@ -8,11 +10,11 @@
 
 use std::time::{Duration, Instant};
 
-use common::testkit::ServerProcess;
 use common::testkit::abuse::stalled_download;
 use common::testkit::client::{Client, find};
 use common::testkit::fdlock::many_connections;
 use common::testkit::files::{INDEX_HTML, TempDir};
+use common::testkit::{ServerProcess, status};
 use nix::sys::signal::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage3-threadpool");
@@ -26,20 +28,30 @@ fn threads_of(server: &ServerProcess) -> usize {
         .count()
 }
 
-/// Fairness: 500 keep-alive connections over 8 workers all get their
-/// answer, long before a single keep-alive timeout (30 s) could pass.
-/// Without the fairness policy the first 8 connections would each hold a
-/// worker for 30 s after their response, and everyone else would wait.
+/// 500 keep-alive connections over 8 workers all get their answer, long
+/// before a single keep-alive timeout (30 s) could pass, in both models.
+/// Classic: the fairness policy ends keep-alive (`Connection: close`) while
+/// others wait; without it the first 8 connections would each hold a worker
+/// for 30 s after their response, and everyone else would wait. Poller:
+/// nobody is told to close, and all 500 idle connections are held at once
+/// by the poller — and each answers a second request.
 #[test]
 fn five_hundred_keepalive_clients_share_eight_workers() {
     const CLIENTS: usize = 500;
     // A thousand descriptors, here and in the server: no other test that
     // holds many connections runs meanwhile.
     let _fds = many_connections();
-    for queue in ["mutex", "crossbeam"] {
+    for (idle, queue) in [
+        ("classic", "mutex"),
+        ("classic", "crossbeam"),
+        ("poller", "mutex"),
+        ("poller", "crossbeam"),
+    ] {
         let server = ServerProcess::start(
             BIN,
             &[
+                "--idle",
+                idle,
                 "--threads",
                 "8",
                 "--queue",
@@ -56,81 +68,124 @@ fn five_hundred_keepalive_clients_share_eight_workers() {
             c.send(GET_ROOT);
         }
         let mut closed_by_policy = 0;
-        // Each client closes its socket once it has its answer, as an HTTP
-        // client told `Connection: close` does (the server's lingering
+        let mut kept = Vec::new();
+        // Each client told `Connection: close` closes its socket once it
+        // has its answer, as an HTTP client does (the server's lingering
         // close waits for that).
         for mut c in clients {
             let r = c.exact_response();
-            assert_eq!(r.status, 200, "{queue}: {r:?}");
+            assert_eq!(r.status, 200, "{idle}/{queue}: {r:?}");
             if r.header("Connection") == Some("close") {
                 closed_by_policy += 1;
+            } else {
+                kept.push(c);
             }
         }
         let elapsed = start.elapsed();
         assert!(
             elapsed < Duration::from_secs(20),
-            "{queue}: {CLIENTS} clients took {elapsed:?}"
+            "{idle}/{queue}: {CLIENTS} clients took {elapsed:?}"
         );
-        assert!(
-            closed_by_policy > 0,
-            "{queue}: no response ended keep-alive"
-        );
+        if idle == "classic" {
+            assert!(
+                closed_by_policy > 0,
+                "{idle}/{queue}: no response ended keep-alive"
+            );
+        } else {
+            assert_eq!(closed_by_policy, 0, "{idle}/{queue}");
+            // The 500 idle connections (and the status request) are
+            // held, none on a worker.
+            status::wait_until_at_least(
+                server.addr,
+                "threadpool_poller_connections",
+                CLIENTS as u64,
+                Duration::from_secs(20),
+            );
+            for c in &mut kept {
+                assert_eq!(c.get("/").status, 200, "{idle}/{queue}: a second request");
+            }
+        }
         eprintln!(
-            "{queue}: {CLIENTS} clients answered in {elapsed:?}, {closed_by_policy} told to close"
+            "{idle}/{queue}: {CLIENTS} clients answered in {elapsed:?}, {closed_by_policy} told to close"
         );
     }
 }
 
-/// The fairness policy closes an idle keep-alive connection as soon as
-/// another connection waits for its worker: with one worker and a 30 s
-/// keep-alive timeout, the second client is answered at once and the first
-/// sees its connection closed.
+/// Classic model: the fairness policy closes an idle keep-alive connection
+/// as soon as another connection waits for its worker: with one worker and
+/// a 30 s keep-alive timeout, the second client is answered at once and the
+/// first sees its connection closed. Poller model: the idle connection
+/// costs no worker, so both are served and both stay open.
 #[test]
 fn an_idle_keepalive_connection_makes_room() {
-    let server = ServerProcess::start(BIN, &["--threads", "1", "--keepalive-timeout", "30"]);
-    let mut a = Client::connect(server.addr);
-    let r = a.get("/");
-    assert_eq!(r.status, 200);
-    assert_ne!(r.header("Connection"), Some("close"), "{r:?}");
-    // `a` now idles on the only worker.
-    let start = Instant::now();
-    let mut b = Client::connect(server.addr);
-    assert_eq!(b.get("/").status, 200);
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        start.elapsed()
-    );
-    a.expect_closed();
+    for idle in ["classic", "poller"] {
+        let server = ServerProcess::start(
+            BIN,
+            &[
+                "--idle",
+                idle,
+                "--threads",
+                "1",
+                "--keepalive-timeout",
+                "30",
+            ],
+        );
+        let mut a = Client::connect(server.addr);
+        let r = a.get("/");
+        assert_eq!(r.status, 200);
+        assert_ne!(r.header("Connection"), Some("close"), "{r:?}");
+        // `a` now idles: on the only worker (classic), in the poller.
+        let start = Instant::now();
+        let mut b = Client::connect(server.addr);
+        assert_eq!(b.get("/").status, 200, "{idle}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{idle}: {:?}",
+            start.elapsed()
+        );
+        if idle == "classic" {
+            a.expect_closed();
+        } else {
+            assert_eq!(a.get("/").status, 200, "{idle}");
+            assert_eq!(b.get("/").status, 200, "{idle}");
+        }
+    }
 }
 
 /// Backpressure: one worker busy, the one queue slot taken, and the next
 /// connection is answered `503` with `Retry-After` at once — it is not left
 /// waiting in a queue that has no room. The queued client is served later.
+/// The worker is kept busy by a download its client does not read (a
+/// partial head would not do: the poller model holds that connection, not a
+/// worker).
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    for queue in ["mutex", "crossbeam"] {
-        let server = ServerProcess::start(
+    let root = TempDir::site("stage3-backpressure", common::testkit::files::BIG);
+    for (idle, queue) in [
+        ("classic", "mutex"),
+        ("classic", "crossbeam"),
+        ("poller", "mutex"),
+        ("poller", "crossbeam"),
+    ] {
+        let server = ServerProcess::serving(
             BIN,
+            &root,
             &[
+                "--idle",
+                idle,
                 "--threads",
                 "1",
                 "--queue-depth",
                 "1",
                 "--queue",
                 queue,
-                "--header-timeout",
-                "30",
                 "--retry-after",
                 "7",
             ],
         );
-        // A answers one request (so it surely holds the worker), then
-        // sends half a head: the worker waits for the rest.
-        let mut a = Client::connect(server.addr);
-        assert_eq!(a.get("/").status, 200);
-        a.send(b"GET / HTTP/1.1\r\n");
-        // B takes the only queue slot (the acceptor accepts in order)...
+        // A's download holds the only worker: its socket is full.
+        let mut a = stalled_download(server.addr);
+        // B takes the only queue slot (connections are taken in order)...
         let mut b = Client::connect(server.addr);
         b.send(GET_ROOT);
         // ...so C finds the queue full.
@@ -138,19 +193,22 @@ fn a_full_queue_answers_503_with_retry_after() {
         let mut c = Client::connect(server.addr);
         c.send(GET_ROOT);
         let r = c.exact_response();
-        assert_eq!(r.status, 503, "{queue}: {r:?}");
-        assert_eq!(r.header("Retry-After"), Some("7"), "{queue}: {r:?}");
-        assert_eq!(r.header("Connection"), Some("close"), "{queue}: {r:?}");
+        assert_eq!(r.status, 503, "{idle}/{queue}: {r:?}");
+        assert_eq!(r.header("Retry-After"), Some("7"), "{idle}/{queue}: {r:?}");
+        assert_eq!(
+            r.header("Connection"),
+            Some("close"),
+            "{idle}/{queue}: {r:?}"
+        );
         assert!(
             start.elapsed() < Duration::from_secs(5),
-            "{queue}: the 503 took {:?}",
+            "{idle}/{queue}: the 503 took {:?}",
             start.elapsed()
         );
         c.expect_closed();
-        // Finish A's head: A, then B, are served.
-        a.send(b"Host: t\r\n\r\n");
-        assert_eq!(a.exact_response().status, 200, "{queue}");
-        assert_eq!(b.exact_response().status, 200, "{queue}");
+        // Read A's download to its end: A, then B, are served.
+        assert_eq!(a.exact_response().status, 200, "{idle}/{queue}");
+        assert_eq!(b.exact_response().status, 200, "{idle}/{queue}");
     }
 }
 

@@ -45,14 +45,27 @@ fn each_preset_sizes_the_pool_it_says() {
     }
 }
 
-/// Low load: 2 workers and a queue of 48, so at most 50 connections are
-/// held. With 50 clients connected and silent (two on the workers, waiting
-/// for their request head; the rest queued), the 51st is answered `503`
-/// at once; once the silent ones leave, a client is served again.
+/// Low load: 2 workers and a queue of 48. In the classic model that is
+/// at most 50 connections held: with 50 clients connected and silent (two
+/// on the workers, waiting for their request head; the rest queued), the
+/// 51st is answered `503` at once; once the silent ones leave, a client is
+/// served again. In the poller model (the default) silent connections are
+/// held by the poller and take no queue slot: the 51st is served at once,
+/// the 50 silent ones still connected.
 #[test]
 fn the_low_load_preset_holds_at_most_fifty_connections() {
     let config = preset("low-load");
-    let server = ServerProcess::start(BIN, &["--config", &config, "--access-log", "off"]);
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "--config",
+            &config,
+            "--idle",
+            "classic",
+            "--access-log",
+            "off",
+        ],
+    );
     let silent: Vec<TcpStream> = (0..50).map(|_| server.connect()).collect();
     let busy = get(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(busy.status, 503, "the 51st connection: {busy:?}");
@@ -65,4 +78,10 @@ fn the_low_load_preset_holds_at_most_fifty_connections() {
         Duration::from_secs(10),
         || Client::connect(server.addr).get("/").status == 200,
     );
+
+    let server = ServerProcess::start(BIN, &["--config", &config, "--access-log", "off"]);
+    let silent: Vec<TcpStream> = (0..50).map(|_| server.connect()).collect();
+    let served = get(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(served.status, 200, "the 51st connection: {served:?}");
+    drop(silent);
 }
