@@ -220,7 +220,14 @@ fn stage2_fails_exactly_the_stage3_concurrency_checks() {
 /// Stage 3's classic model: a pool whose workers each hold a connection
 /// for as long as it lives. Today it is stage 3's only model; once the
 /// poller (issue 17) is merged it is `--idle classic`, one word here.
-const STAGE3_CLASSIC: &[&str] = &["--grace-period", "5", "--access-log", "off"];
+const STAGE3_CLASSIC: &[&str] = &[
+    "--idle",
+    "classic",
+    "--grace-period",
+    "5",
+    "--access-log",
+    "off",
+];
 
 /// The classic pool passes the stage 3 requirements (its fairness policy
 /// closes idle keep-alive connections when others wait, and it queues an
@@ -249,7 +256,6 @@ fn classic_stage3_passes_the_stage3_requirements_and_fails_its_extra_credit() {
 /// extra credit: idle keep-alive connections wait in one poller thread,
 /// not in the workers.
 #[test]
-#[ignore = "needs the stage 3 poller (issue 17)"]
 fn stage3_poller_passes_the_stage3_rubric_with_extra_credit() {
     let bin = build("stage3-threadpool");
     let _lock = fdlock::many_connections();

@@ -149,15 +149,16 @@ fn main() {
         let stats = Arc::clone(&stats);
         common::stats::page(Some(Box::new(move |out: &mut String| stats.render(out))))
     };
+    // Raises the open-files limit, binds, and sets --backlog: first, while
+    // still root if --user is given (start_or_exit drops privileges).
+    let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
+    let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
     let Server {
         site,
         signals,
         logs,
         timeouts,
     } = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
-    // Raises the open-files limit, binds, and sets --backlog.
-    let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
-    let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
 
     let ctx = Arc::new(Context {
         site,
