@@ -313,6 +313,44 @@ where
 }
 // ANCHOR_END: reload
 
+/// What a reload replaces in a stage with many threads (stage 3): the site
+/// and the timeouts, behind a lock taken for an `Arc` clone when a
+/// connection (or a hand-off) starts; the requests in flight finish with
+/// what they started with.
+#[derive(Debug)]
+pub struct Live {
+    now: std::sync::Mutex<(Arc<Site>, Timeouts)>,
+}
+
+impl Live {
+    /// Starts with `site` and `timeouts`.
+    pub fn new(site: Arc<Site>, timeouts: Timeouts) -> Live {
+        Live {
+            now: std::sync::Mutex::new((site, timeouts)),
+        }
+    }
+
+    /// The site to serve now.
+    pub fn site(&self) -> Arc<Site> {
+        Arc::clone(&self.lock().0)
+    }
+
+    /// The timeouts now.
+    pub fn timeouts(&self) -> Timeouts {
+        self.lock().1
+    }
+
+    /// A reload's result, for the next connections.
+    pub fn set(&self, site: Arc<Site>, timeouts: Timeouts) {
+        *self.lock() = (site, timeouts);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Arc<Site>, Timeouts)> {
+        // A panicking holder cannot leave a pair of values half-written.
+        self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The keys of `config` as a TOML table (the flags [`HttpConfig`] owns).
 fn table_keys(config: &HttpConfig) -> Vec<String> {
     // Options that are unset are missing from the table: list them too.

@@ -120,15 +120,15 @@ pub struct Incoming {
 }
 
 /// What every worker shares: built once, behind an `Arc`.
-#[derive(Debug)]
 pub struct Context {
-    /// The site to serve.
-    pub site: Arc<Site>,
+    /// The site to serve and the timeouts, replaced by a SIGHUP reload
+    /// (each connection reads them when it starts: [`Context::site`]).
+    pub live: common::server::Live,
+    /// SIGHUP: re-reads the configuration; `None` keeps what runs.
+    pub reload: Box<dyn Fn() -> Option<(Arc<Site>, Timeouts)> + Send + Sync>,
     /// The shutdown flag and self-pipe. The workers need it too: an idle
     /// keep-alive connection is closed at once when a shutdown starts.
     pub signals: Arc<Signals>,
-    /// Header, keep-alive, send and grace timeouts.
-    pub timeouts: Timeouts,
     /// The counters.
     pub stats: Arc<Stats>,
     /// The fairness policy: end keep-alive while others wait (`--fair`,
@@ -146,6 +146,37 @@ pub struct Context {
     pub line: Option<line::LineRoom>,
 }
 
+impl Context {
+    /// The site to serve now.
+    pub fn site(&self) -> Arc<Site> {
+        self.live.site()
+    }
+
+    /// The timeouts now.
+    pub fn timeouts(&self) -> Timeouts {
+        self.live.timeouts()
+    }
+
+    /// Takes a pending SIGHUP and applies what the configuration says now.
+    pub fn reload_if_asked(&self) {
+        if self.signals.take_reload() {
+            if let Some((site, timeouts)) = (self.reload)() {
+                self.live.set(site, timeouts);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("live", &self.live)
+            .field("fair", &self.fair)
+            .field("worker_wait", &self.worker_wait)
+            .finish_non_exhaustive()
+    }
+}
+
 // ANCHOR: serve
 /// A worker's job: serve one connection to its end with
 /// [`connection::serve_connection`], stage 2's loop plus the fairness policy.
@@ -160,9 +191,10 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
             panic!("{peer} asked for --panic-path {path}");
         }
     }
+    let site = ctx.site();
     let opts = Options {
-        site: &ctx.site,
-        timeouts: ctx.timeouts,
+        site: &site,
+        timeouts: ctx.timeouts(),
         signals: &ctx.signals,
     };
     if let Err(e) = connection::serve_connection(stream, peer, &opts, ctx) {
@@ -194,6 +226,7 @@ pub(crate) fn asks_for(stream: &TcpStream, path: &str) -> bool {
 pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     while !ctx.signals.shutdown_requested() {
+        ctx.reload_if_asked();
         // Block in poll(2) on the listener and the signal self-pipe (and
         // wake for the pool's growth check while connections wait).
         if !ctx.signals.wait_readable(listener.as_fd(), pool.tick())? {
@@ -210,12 +243,13 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
                         Ok(()) => {}
                         Err(PushError::Full(incoming) | PushError::Closed(incoming)) => {
                             Stats::bump(&ctx.stats.rejected);
-                            ctx.site.counters.rejected();
+                            let site = ctx.site();
+                            site.counters.rejected();
                             match &ctx.line {
                                 None => common::server::reject_busy(
                                     incoming.stream,
                                     incoming.peer,
-                                    &ctx.site,
+                                    &site,
                                     ctx.retry_after,
                                 ),
                                 Some(room) => {

@@ -58,7 +58,7 @@ pub fn serve(incoming: Incoming, ctx: &Context, line: &LineRoom) {
     // the send timeout.
     let recheck = line.chat.then_some(RELAY_RECHECK);
     let result = stream
-        .set_write_timeout(Some(ctx.timeouts.send))
+        .set_write_timeout(Some(ctx.timeouts().send))
         .and_then(|()| blocking::serve(&stream, id, &line.room, &ctx.signals, recheck));
     if let Err(e) = result {
         log::debug!("client {id}: {e}");

@@ -38,7 +38,7 @@ const THREADS_PER_CORE: usize = 4;
 /// An HTTP/1.1 static-file server: a poller thread that holds every
 /// connection with nothing to read, and a self-sizing pool of worker
 /// threads fed through a bounded queue.
-#[derive(Parser, Serialize, Deserialize, Debug)]
+#[derive(Parser, Serialize, Deserialize, Debug, Clone)]
 #[command(version, about, long_about = None)]
 struct Args {
     #[command(flatten)]
@@ -115,6 +115,9 @@ struct Args {
 
 fn main() {
     let mut args: Args = common::config::load_or_exit();
+    // As parsed, before the defaults below are filled in: what a reload
+    // compares the re-read file with.
+    let as_parsed = args.clone();
     if args.threads == 0 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         args.threads = THREADS_PER_CORE * cores;
@@ -160,10 +163,22 @@ fn main() {
         timeouts,
     } = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
 
+    // SIGHUP: the acceptor (or the poller) re-reads the command line and
+    // its --config file, and the next connections get what it says now.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let running = std::sync::Mutex::new((as_parsed, Arc::clone(&site)));
+    let reload = move || {
+        let mut now = running.lock().unwrap_or_else(|e| e.into_inner());
+        let (new, fresh, timeouts) =
+            common::server::reload(&argv, &now.0, |a: &Args| &a.http, &now.1)?;
+        let fresh = Arc::new(fresh);
+        *now = (new, Arc::clone(&fresh));
+        Some((fresh, timeouts))
+    };
     let ctx = Arc::new(Context {
-        site,
+        live: common::server::Live::new(site, timeouts),
+        reload: Box::new(reload),
         signals: Arc::new(signals),
-        timeouts,
         stats: Arc::clone(&stats),
         fair: args.fair,
         worker_wait,

@@ -133,11 +133,11 @@ impl Parked {
             request_began: now,
             last_response: now,
             drain_began: None,
-            deadline: now + ctx.timeouts.header,
+            deadline: now + ctx.timeouts().header,
             phase: Phase::Waiting { idle: false },
             prepared: false,
             rejected: false,
-            track: Track::open(ctx.site.counters),
+            track: Track::open(ctx.site().counters),
             stats: Arc::clone(&ctx.stats),
         }
     }
@@ -272,6 +272,7 @@ impl Poller {
                         if !ctx.signals.shutdown_requested() {
                             ctx.signals.drain();
                         }
+                        ctx.reload_if_asked();
                     }
                     Token(key) => self.ready(key, pool, ctx),
                 }
@@ -331,7 +332,7 @@ impl Poller {
         if let Phase::Waiting { .. } = p.phase {
             if let Some(began) = self.shutdown_began {
                 if p.input.is_empty() {
-                    p.deadline = p.deadline.min(began + ctx.timeouts.last_request);
+                    p.deadline = p.deadline.min(began + ctx.timeouts().last_request);
                 }
             }
             p.track.idle(p.input.is_empty());
@@ -403,12 +404,12 @@ impl Poller {
     /// linger.
     fn reject(&mut self, mut p: Box<Parked>, ctx: &Context) {
         Stats::bump(&ctx.stats.rejected);
-        ctx.site.counters.rejected();
+        ctx.site().counters.rejected();
         if p.conn.served() == 0 {
             p.rejected = true;
         }
         let mut out = Vec::with_capacity(512);
-        p.conn.reject_busy(&ctx.site, ctx.retry_after, &mut out);
+        p.conn.reject_busy(&ctx.site(), ctx.retry_after, &mut out);
         // A socket that took no response yet has room for a few hundred
         // bytes in its send buffer; if it has not, the 503 is lost, not
         // the poller's time.
@@ -451,13 +452,13 @@ impl Poller {
             match p.phase {
                 Phase::Lingering { .. } => {}
                 Phase::Waiting { idle } => {
-                    ctx.site.counters.timeout(if idle {
+                    ctx.site().counters.timeout(if idle {
                         Timeout::KeepAlive
                     } else {
                         Timeout::Header
                     });
                     let mut out = Vec::new();
-                    if p.conn.timeout(&p.input, &ctx.site, &mut out).is_some() {
+                    if p.conn.timeout(&p.input, &ctx.site(), &mut out).is_some() {
                         // It stays for its lingering close: registered
                         // again below, so out of the epoll set first.
                         let _ = self
@@ -504,7 +505,7 @@ impl Poller {
                 self.park(p, ctx);
             }
         }
-        let over = now > began + ctx.timeouts.grace + LINGER_TIME;
+        let over = now > began + ctx.timeouts().grace + LINGER_TIME;
         if (idle_pool && self.conns.is_empty()) || over {
             if over {
                 log::warn!(
@@ -530,7 +531,7 @@ impl Poller {
                 .registry()
                 .deregister(&mut SourceFd(&listener.as_raw_fd()));
         }
-        let last = now + ctx.timeouts.last_request;
+        let last = now + ctx.timeouts().last_request;
         let waiting: Vec<usize> = self
             .conns
             .iter()
@@ -583,9 +584,10 @@ pub fn resume(mut p: Box<Parked>, ctx: &Context, inbox: &Inbox) {
             panic!("{} asked for --panic-path {path}", p.peer);
         }
     }
+    let site = ctx.site();
     let opts = Options {
-        site: &ctx.site,
-        timeouts: ctx.timeouts,
+        site: &site,
+        timeouts: ctx.timeouts(),
         signals: &ctx.signals,
     };
     let next = match serve_parked(&mut p, &opts, ctx) {
@@ -711,13 +713,13 @@ fn read_some(p: &mut Parked, flags: MsgFlags) -> io::Result<Option<usize>> {
 /// A deadline passed while a worker held the connection: count it, send
 /// the core's `408` if a request had begun, and linger (or close).
 fn time_out(p: &mut Parked, idle: bool, ctx: &Context, out: &mut Vec<u8>) -> io::Result<Next> {
-    ctx.site.counters.timeout(if idle {
+    ctx.site().counters.timeout(if idle {
         Timeout::KeepAlive
     } else {
         Timeout::Header
     });
     out.clear();
-    if p.conn.timeout(&p.input, &ctx.site, out).is_some() {
+    if p.conn.timeout(&p.input, &ctx.site(), out).is_some() {
         io::Write::write_all(&mut p.stream, out)?;
         return Ok(p.linger());
     }
