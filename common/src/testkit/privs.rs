@@ -70,7 +70,8 @@ fn fetch(server: &ServerProcess, path: &str) -> (u16, String) {
 ///    (`/proc/PID/root`), and a file in DIR is served.
 /// 3. `SIGUSR1` after a log rotation: the access log is reopened *as
 ///    nobody* (its folder is writable by nobody), and the new file is
-///    nobody's.
+///    nobody's; and `SIGHUP` re-reads the `--config` file (readable by
+///    nobody) and applies it (the listing is turned off).
 /// 4. An unknown user stops the start with a clear error.
 pub fn check(bin: &str, args: &[&str], serving: fn(&ServerProcess) -> Vec<u32>) -> bool {
     if !super::require_root("the privilege-drop test") {
@@ -119,8 +120,13 @@ pub fn check(bin: &str, args: &[&str], serving: fn(&ServerProcess) -> Vec<u32>) 
     let logs = TempDir::new("privs-logs");
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap();
     let log = logs.join("access.log");
+    let config = logs.join("server.toml");
+    std::fs::write(&config, "autoindex = true\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    dir.write("list/a.txt", "a\n");
     let mut with: Vec<&str> = args.to_vec();
     let log_arg = log.to_str().expect("a UTF-8 path").to_string();
+    let config_arg = config.to_str().expect("a UTF-8 path").to_string();
     with.extend([
         "--user",
         "nobody",
@@ -129,6 +135,7 @@ pub fn check(bin: &str, args: &[&str], serving: fn(&ServerProcess) -> Vec<u32>) 
         "--access-log",
         &log_arg,
     ]);
+    with.extend(["--config", &config_arg]);
     let server = ServerProcess::start(bin, &with);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     fetch(&server, "/public.txt");
@@ -145,6 +152,14 @@ pub fn check(bin: &str, args: &[&str], serving: fn(&ServerProcess) -> Vec<u32>) 
             read().contains("/after-rotation")
                 && std::fs::metadata(&log).is_ok_and(|m| m.uid() == nobody.uid.as_raw())
         },
+    );
+    assert_eq!(fetch(&server, "/list/").0, 200, "listed before the reload");
+    std::fs::write(&config, "autoindex = false\n").unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    super::eventually(
+        "the reload, as nobody, turns the listing off",
+        Duration::from_secs(15),
+        || fetch(&server, "/list/").0 != 200,
     );
     drop(server);
 
