@@ -459,6 +459,11 @@ impl HttpConfig {
         let timeouts = self.timeouts()?;
         let signals = Signals::install()?;
         let logs = Logs::start(&self.log_settings()?, signals.reopen_flag())?;
+        if let Ok((soft, _)) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        {
+            log::debug!("open files limit: {soft}");
+        }
         // ANCHOR: drop_privileges
         // Bound already (the caller did), logs open: now become --user,
         // inside --chroot, before anything a client sends is read.
@@ -530,9 +535,10 @@ impl HttpConfig {
 /// start-up every stage with one listener shares. Errors are fatal.
 pub fn listen(config: &HttpConfig) -> io::Result<std::net::TcpListener> {
     let want = (config.max_fds > 0).then_some(config.max_fds);
-    match crate::limits::set_fd_limit(want) {
-        Ok(n) => log::debug!("open files limit: {n}"),
-        Err(e) => log::warn!("cannot set the open files limit: {e}"),
+    // Called before the logs start (binding comes first, as root): the
+    // limit is logged once they have ([`HttpConfig::start_with_status`]).
+    if let Err(e) = crate::limits::set_fd_limit(want) {
+        eprintln!("warning: cannot set the open files limit: {e}");
     }
     let listener = std::net::TcpListener::bind(config.addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr)))?;
