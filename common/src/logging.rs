@@ -133,6 +133,10 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Whether handlers write access-log lines (`--access-log off`: no).
+    on: AtomicBool,
+    /// A new access-log file from a reload, for the writer to take.
+    switch: Mutex<Option<Option<LogFile>>>,
 }
 
 fn lock(m: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
@@ -172,7 +176,9 @@ impl AccessLog {
 
     /// Whether lines are written at all.
     pub fn enabled(&self) -> bool {
-        self.shared.is_some()
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.on.load(Ordering::Relaxed))
     }
 
     /// Appends one line in the Combined Log Format:
@@ -181,6 +187,9 @@ impl AccessLog {
         let Some(shared) = &self.shared else {
             return;
         };
+        if !shared.on.load(Ordering::Relaxed) {
+            return;
+        }
         let mut p = lock(&shared.pending);
         if p.buf.len() >= MAX_PENDING {
             p.dropped += 1;
@@ -234,12 +243,12 @@ fn escape_into(buf: &mut Vec<u8>, value: &[u8]) {
 /// `2026-11-22T01:49:35Z WARN  message` lines.
 struct ErrorLogger {
     file: Arc<Mutex<LogFile>>,
-    level: log::LevelFilter,
 }
 
 impl log::Log for ErrorLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        // The facade's maximum, which a reload may change.
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -288,12 +297,24 @@ pub fn init_error_log(s: &LogSettings) -> io::Result<Arc<Mutex<LogFile>>> {
     let file = Arc::clone(ERROR_LOG.get_or_init(|| file));
     let logger = ErrorLogger {
         file: Arc::clone(&file),
-        level: s.level,
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(s.level);
     }
     Ok(file)
+}
+
+/// A reload: the error log moves to `s.error_log` (with its rotation
+/// settings) and logs at `s.level` from the next line on. The new file is
+/// opened first: if it cannot be, nothing changes.
+pub fn switch_error_log(s: &LogSettings) -> io::Result<()> {
+    let Some(current) = ERROR_LOG.get() else {
+        return Ok(());
+    };
+    let fresh = LogFile::open(s.error_log.as_deref(), s.max_bytes, s.keep)?;
+    *current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    log::set_max_level(s.level);
+    Ok(())
 }
 
 /// Reopens the error log file (SIGUSR1), for a process without a
@@ -349,9 +370,11 @@ impl Logs {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
+            on: AtomicBool::new(access_file.is_some()),
+            switch: Mutex::new(None),
         });
         let access = AccessLog {
-            shared: access_file.is_some().then(|| Arc::clone(&shared)),
+            shared: Some(Arc::clone(&shared)),
         };
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -367,6 +390,46 @@ impl Logs {
     /// A handle for request handlers.
     pub fn access(&self) -> AccessLog {
         self.access.clone()
+    }
+
+    /// What a reload needs of the logs, for another thread to keep.
+    pub fn control(&self) -> LogControl {
+        LogControl {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// A handle on the running [`Logs`] for a reload: the access-log handle,
+/// and moving the files. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LogControl {
+    shared: Arc<Shared>,
+}
+
+impl LogControl {
+    /// A handle for request handlers (as [`Logs::access`]).
+    pub fn access(&self) -> AccessLog {
+        AccessLog {
+            shared: Some(Arc::clone(&self.shared)),
+        }
+    }
+
+    /// A reload: the access log moves to `s.access_log` (or stops, or
+    /// starts), the error log to `s.error_log`, at `s.level`. The files are
+    /// opened here, first: if one cannot be, nothing changes. Lines
+    /// already buffered go to the old access-log file.
+    pub fn switch(&self, s: &LogSettings) -> io::Result<()> {
+        let access = if s.access_off {
+            None
+        } else {
+            Some(LogFile::open(s.access_log.as_deref(), s.max_bytes, s.keep)?)
+        };
+        switch_error_log(s)?;
+        *self.shared.switch.lock().unwrap_or_else(|e| e.into_inner()) = Some(access);
+        self.shared.on.store(!s.access_off, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -408,6 +471,14 @@ fn writer_thread(
             }
         }
         spare.clear();
+        if let Some(next) = shared
+            .switch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            access = next;
+        }
         if dropped > 0 {
             log::warn!("access log: dropped {dropped} lines (the disk is not keeping up)");
         }
@@ -452,6 +523,8 @@ mod tests {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
+            on: AtomicBool::new(true),
+            switch: Mutex::new(None),
         });
         let log = AccessLog {
             shared: Some(Arc::clone(&shared)),

@@ -215,22 +215,19 @@ pub struct Server {
 
 // ANCHOR: reload
 /// Settings a running server holds in a way a reload cannot change: the
-/// socket it listens on, who it runs as, and the log files (their writer
-/// was started with them). Everything else of [`HttpConfig`] applies to
-/// the next request; a stage's own flags (pool sizes, loops) need a
-/// restart too.
-pub const RESTART_ONLY: [&str; 11] = [
-    "addr",
-    "backlog",
-    "user",
-    "group",
-    "chroot",
+/// socket it listens on, and who it runs as. Everything else of
+/// [`HttpConfig`] applies to the next request (the log files to the next
+/// line); a stage's own flags (pool sizes, loops) need a restart too.
+pub const RESTART_ONLY: [&str; 6] = ["addr", "backlog", "user", "group", "chroot", "max_fds"];
+
+/// The settings of the log files: a reload that changes one of them moves
+/// the logs ([`Logs::switch`]).
+const LOG_KEYS: [&str; 5] = [
     "access_log",
     "error_log",
     "log_level",
     "log_max_bytes",
     "log_keep",
-    "max_fds",
 ];
 
 /// SIGHUP in a one-process stage (2–4): re-reads `argv` — the command line
@@ -245,6 +242,7 @@ pub fn reload<C>(
     running: &C,
     http: fn(&C) -> &HttpConfig,
     site: &Site,
+    logs: &crate::logging::LogControl,
 ) -> Option<(C, Site, Timeouts)>
 where
     C: clap::Parser + Serialize + serde::de::DeserializeOwned,
@@ -290,11 +288,17 @@ where
         Err(e) => return keep(&e),
     };
     let status = site.status.as_ref().map(|p| Arc::clone(&p.source));
-    let mut fresh = match config.site(&site.server, site.access_log.clone(), status) {
+    let mut fresh = match config.site(&site.server, logs.access(), status) {
         Ok(s) => s,
         Err(e) => return keep(&e),
     };
     fresh.counters = site.counters;
+    // Last, because it cannot be undone: the log files move.
+    if changed.iter().any(|k| LOG_KEYS.contains(&k.as_str())) {
+        if let Err(e) = config.log_settings().and_then(|s| logs.switch(&s)) {
+            return keep(&e);
+        }
+    }
     if !restart.is_empty() {
         log::warn!(
             "reload: a restart is needed to change {}; keeping the running values",

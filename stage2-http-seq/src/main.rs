@@ -29,6 +29,7 @@ fn main() {
     let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     announce(addr);
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let logs = server.logs.control();
     let (mut args, mut site, mut timeouts) = (args, Arc::clone(&server.site), server.timeouts);
     loop {
         let opts = Options {
@@ -42,7 +43,7 @@ fn main() {
             // says now (or, if it does not parse, with what runs).
             Ok(Exit::Reload) => {
                 if let Some((new, fresh, t)) =
-                    common::server::reload(&argv, &args, |a: &Args| &a.http, &site)
+                    common::server::reload(&argv, &args, |a: &Args| &a.http, &site, &logs)
                 {
                     (args, site, timeouts) = (new, Arc::new(fresh), t);
                 }

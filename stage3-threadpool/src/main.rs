@@ -167,10 +167,11 @@ fn main() {
     // its --config file, and the next connections get what it says now.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let running = std::sync::Mutex::new((as_parsed, Arc::clone(&site)));
+    let log_control = logs.control();
     let reload = move || {
         let mut now = running.lock().unwrap_or_else(|e| e.into_inner());
         let (new, fresh, timeouts) =
-            common::server::reload(&argv, &now.0, |a: &Args| &a.http, &now.1)?;
+            common::server::reload(&argv, &now.0, |a: &Args| &a.http, &now.1, &log_control)?;
         let fresh = Arc::new(fresh);
         *now = (new, Arc::clone(&fresh));
         Some((fresh, timeouts))

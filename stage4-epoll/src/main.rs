@@ -52,10 +52,11 @@ fn main() {
         max_connections: args.max_connections,
     };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let logs = server.logs.control();
     let (mut running, mut site) = (args.clone(), server.site.clone());
     let reload = || {
         let (new, fresh, timeouts) =
-            common::server::reload(&argv, &running, |a: &Args| &a.http, &site)?;
+            common::server::reload(&argv, &running, |a: &Args| &a.http, &site, &logs)?;
         (running, site) = (new, std::sync::Arc::new(fresh));
         Some((std::sync::Arc::clone(&site), timeouts))
     };

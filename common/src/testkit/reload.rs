@@ -25,7 +25,11 @@ fn status(server: &ServerProcess, path: &str) -> u16 {
 /// 3. the file is broken (`root = 42`) and says `autoindex = true` again,
 ///    SIGHUP: nothing changes (still refused, still serving), since a
 ///    configuration that does not parse is not applied, in part or whole;
-/// 4. fixed again with `autoindex = true`, SIGHUP: listed again.
+/// 4. fixed again with `autoindex = true`, SIGHUP: listed again;
+/// 5. the file names an access log and an error log (the access log was
+///    off, the error log stderr), SIGHUP: the next request's line is in
+///    the new access log, and the reload's own log line in the new error
+///    log.
 pub fn check(bin: &str, args: &[&str]) {
     let dir = TempDir::new("reload");
     dir.write("index.html", "<p>home</p>\n");
@@ -73,5 +77,20 @@ pub fn check(bin: &str, args: &[&str]) {
     server.signal(Signal::SIGHUP);
     super::eventually("the fixed file is applied", wait, || {
         status(&server, "/list/") == 200
+    });
+
+    let access = dir.join("moved-access.log");
+    let error = dir.join("moved-error.log");
+    write(&format!(
+        "root = {root:?}\nautoindex = true\nerror_pages = \"none\"\naccess_log = {:?}\nerror_log = {:?}\n",
+        access.to_str().unwrap(),
+        error.to_str().unwrap()
+    ));
+    server.signal(Signal::SIGHUP);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    super::eventually("the reload moves the logs", wait, || {
+        status(&server, "/after-the-move");
+        read(&access).contains("\"GET /after-the-move HTTP/1.1\" 404")
+            && read(&error).contains("reload")
     });
 }

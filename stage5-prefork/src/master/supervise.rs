@@ -318,10 +318,6 @@ impl Master {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.board
-            .master()
-            .reloads_applied
-            .fetch_add(1, Ordering::Relaxed);
         // What the master itself holds cannot change without a restart.
         if new.http.addr != self.args.http.addr
             || new.accept != self.args.accept
@@ -338,6 +334,35 @@ impl Master {
             new.http.group = self.args.http.group.clone();
             new.http.chroot = self.args.http.chroot.clone();
         }
+        // The master's own error log moves first (the new workers inherit
+        // it); each new worker opens the access log the new file names.
+        let logs_of = |a: &Args| {
+            let h = &a.http;
+            (
+                h.error_log.clone(),
+                h.log_level.clone(),
+                h.log_max_bytes,
+                h.log_keep,
+            )
+        };
+        if logs_of(&new) != logs_of(&self.args) {
+            if let Err(e) = new
+                .http
+                .log_settings()
+                .and_then(|s| common::logging::switch_error_log(&s))
+            {
+                log::error!("reload: {e}; keeping the running configuration");
+                self.board
+                    .master()
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.board
+            .master()
+            .reloads_applied
+            .fetch_add(1, Ordering::Relaxed);
         self.args = new;
         self.size = match self.args.sizing() {
             // A self-sizing pool keeps its size, within the new bounds.
