@@ -224,13 +224,7 @@ fn full_load(addr: SocketAddr, args: &LoadStepArgs, length: Duration) -> io::Res
         spec.threads = args.threads.max(1);
         let outcome = loadgen::run(&spec, &Arc::new(Control::default()))?;
         requests += outcome.requests;
-        let e = outcome.errors;
-        errors.connect += e.connect;
-        errors.read += e.read;
-        errors.write += e.write;
-        errors.timeout += e.timeout;
-        errors.parse += e.parse;
-        errors.closed += e.closed;
+        errors.add(&outcome.errors);
     }
     Ok((requests, errors))
 }

@@ -3,49 +3,16 @@
 //! samples and the chart. It asserts what the run shows (the pool grew
 //! under the load, and the clients saw no error), never how fast.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bench::targets::TempDir;
 
-/// The workspace the test was built from.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the bench crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Builds stage 5 (debug, as the smoke test does) and returns its binary.
-fn build_stage5() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "stage5-prefork",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-        .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "stage5-prefork")
-        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the stage 5 binary")
-}
+#[allow(dead_code, reason = "the bench tests' shared helpers: this test needs only build")]
+mod check_common;
 
 #[test]
 fn a_load_step_grows_the_pool_and_writes_the_chart() {
-    let bin = build_stage5();
+    let bin = check_common::build("stage5-prefork");
     let dir = TempDir::new("bench-load-step-test").expect("a temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["load-step", "--idle", "1", "--load", "4", "--after", "4"])

@@ -144,7 +144,8 @@ impl Errors {
         self.connect + self.read + self.write + self.timeout + self.parse + self.closed
     }
 
-    fn add(&mut self, o: &Errors) {
+    /// Adds `o`'s counts into these.
+    pub fn add(&mut self, o: &Errors) {
         self.connect += o.connect;
         self.read += o.read;
         self.write += o.write;

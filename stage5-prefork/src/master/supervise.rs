@@ -293,6 +293,16 @@ impl Master {
         }
     }
 
+    /// A reload that cannot be applied: said in the log, counted on the
+    /// status page, and the running configuration stays.
+    fn refuse_reload(&self, e: &dyn std::fmt::Display) {
+        log::error!("reload: {e}; keeping the running configuration");
+        self.board
+            .master()
+            .reloads_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     // ANCHOR: reload
     /// SIGHUP: re-reads the command line and its `--config` file. If the
     /// new configuration is valid, every worker is replaced, one by one, by
@@ -302,20 +312,12 @@ impl Master {
         let mut new: Args = match common::config::load_from(self.argv.clone()) {
             Ok(a) => a,
             Err(e) => {
-                log::error!("reload: {e}; keeping the running configuration");
-                self.board
-                    .master()
-                    .reloads_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.refuse_reload(&e);
                 return;
             }
         };
         if let Err(e) = check(&new) {
-            log::error!("reload: {e}; keeping the running configuration");
-            self.board
-                .master()
-                .reloads_failed
-                .fetch_add(1, Ordering::Relaxed);
+            self.refuse_reload(&e);
             return;
         }
         // What the master itself holds cannot change without a restart.
@@ -351,11 +353,7 @@ impl Master {
                 .log_settings()
                 .and_then(|s| common::logging::switch_error_log(&s))
             {
-                log::error!("reload: {e}; keeping the running configuration");
-                self.board
-                    .master()
-                    .reloads_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.refuse_reload(&e);
                 return;
             }
         }
