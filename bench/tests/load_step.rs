@@ -7,7 +7,10 @@ use std::process::Command;
 
 use bench::targets::TempDir;
 
-#[allow(dead_code, reason = "the bench tests' shared helpers: this test needs only build")]
+#[allow(
+    dead_code,
+    reason = "the bench tests' shared helpers: this test needs only build"
+)]
 mod check_common;
 
 #[test]

@@ -363,7 +363,7 @@ fn table_keys(config: &HttpConfig) -> Vec<String> {
         .keys()
         .cloned()
         .collect();
-    let cmd = <HttpConfig as clap::Args>::augment_args(clap::Command::new("http"));
+    let cmd = <HttpConfig as clap::Args>::augment_args(clap::Command::new(env!("CARGO_PKG_NAME")));
     keys.extend(cmd.get_arguments().map(|a| a.get_id().as_str().to_string()));
     keys
 }
