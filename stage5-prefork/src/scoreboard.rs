@@ -134,7 +134,8 @@ type PerWorker = (
 pub struct Scoreboard {
     slots: &'static [Slot],
     /// One more slot, after the workers': the master's own counters (its
-    /// reloads), added into the totals of the status page.
+    /// reloads, and the connections it answered `503`), added into the
+    /// totals of the status page.
     master: &'static Slot,
 }
 
@@ -178,7 +179,8 @@ impl Scoreboard {
         &self.slots[i]
     }
 
-    /// The master's counters (only its reloads are counted there).
+    /// The master's counters: its reloads, and the `503`s it sends when
+    /// every worker is full.
     pub fn master(&self) -> &'static Counters {
         &self.master.counters
     }

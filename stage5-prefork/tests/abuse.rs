@@ -78,6 +78,7 @@ fn a_flood_beyond_max_connections_gets_503_not_a_hang() {
         .collect();
     let flood = normal_clients(server.addr, "/files/notes.txt", 20);
     assert_eq!(flood.count(503), 20, "{flood:?}");
+
     // The held connections are still served.
     held[0].send(b"GET /files/notes.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(held[0].response(false).status, 200);
@@ -85,12 +86,22 @@ fn a_flood_beyond_max_connections_gets_503_not_a_hang() {
     // Once the workers have noticed the closes (the status page is answered
     // again, and its own request is the only connection open), service
     // resumes.
-    status::wait_for(
+    let page = status::wait_for(
         server.addr,
         "the held connections to close",
         STATE_TIMEOUT,
         |page| status::value(page, "http_connections_active") == Some(1),
     );
+    // The master's 503s are on the status page, with the workers' figures
+    // (the flood's 20, and any status request of the wait above that came
+    // while the workers were still full).
+    let rejected = status::value(&page, "http_connections_rejected_total").unwrap_or(0);
+    let errors = status::samples(&page, "http_responses_total");
+    let five = errors
+        .iter()
+        .find(|(l, _)| *l == "class=\"5xx\"")
+        .map_or(0, |e| e.1);
+    assert!(rejected >= 20 && five == rejected, "{page}");
     let after = normal_clients(server.addr, "/files/notes.txt", 10);
     assert_eq!(after.count(200), 10, "{after:?}");
 }

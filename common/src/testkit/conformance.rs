@@ -125,18 +125,6 @@ pub mod milestone {
     pub const OURS: &str = "This workspace's reference behaviour";
 }
 
-macro_rules! check {
-    ($name:ident, $milestone:ident, $level:ident, $about:literal) => {
-        Check {
-            name: stringify!($name),
-            milestone: milestone::$milestone,
-            level: Level::$level,
-            about: $about,
-            run: $name,
-        }
-    };
-}
-
 /// Every check, by name, in the order they run. Adding one here adds it to
 /// every stage and to the stage 2 rubric (unless it is a reference check).
 pub static CHECKS: &[Check<Ctx>] = &[

@@ -8,6 +8,22 @@
 //! `listening on …` line the contract promises, and from it the real port.
 //! Dropping it kills the process, so a failing test never leaks a server.
 
+/// One entry of a rubric: a check function `name`, its milestone (a
+/// constant of the calling module's `milestone` module), its [`Level`]
+/// (`check::Level`) and a one-line description. Defined before the
+/// modules below, so that every rubric's table is written the same way.
+macro_rules! check {
+    ($name:ident, $milestone:ident, $level:ident, $about:literal) => {
+        Check {
+            name: stringify!($name),
+            milestone: milestone::$milestone,
+            level: Level::$level,
+            about: $about,
+            run: $name,
+        }
+    };
+}
+
 pub mod abuse;
 pub mod browser;
 pub mod check;

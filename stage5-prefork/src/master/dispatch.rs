@@ -143,7 +143,12 @@ impl Master {
                     .http
                     .site(crate::NAME, common::logging::AccessLog::disabled(), None);
             match site {
-                Ok(site) => self.busy_site = Some(site),
+                Ok(mut site) => {
+                    // Counted in the master's own slot, which the status
+                    // page adds to the workers' totals.
+                    site.counters = self.board.master();
+                    self.busy_site = Some(site);
+                }
                 Err(e) => {
                     log::error!("cannot build the 503 page: {e}");
                     return;
@@ -151,6 +156,7 @@ impl Master {
             }
         }
         if let Some(site) = &self.busy_site {
+            site.counters.rejected();
             common::server::reject_busy(stream, peer, site, 1);
         }
     }

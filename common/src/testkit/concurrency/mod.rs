@@ -124,18 +124,6 @@ pub mod milestone {
     pub const SHUTDOWN: &str = "Graceful shutdown under load";
 }
 
-macro_rules! check {
-    ($name:ident, $milestone:ident, $level:ident, $about:literal) => {
-        Check {
-            name: stringify!($name),
-            milestone: milestone::$milestone,
-            level: Level::$level,
-            about: $about,
-            run: $name,
-        }
-    };
-}
-
 macro_rules! stage3_checks {
     ($extra:ident, $extra_milestone:ident) => {
         [
