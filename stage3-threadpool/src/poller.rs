@@ -404,18 +404,24 @@ impl Poller {
     /// linger.
     fn reject(&mut self, mut p: Box<Parked>, ctx: &Context) {
         Stats::bump(&ctx.stats.rejected);
-        ctx.site().counters.rejected();
+        let site = ctx.site();
+        site.counters.rejected();
         if p.conn.served() == 0 {
             p.rejected = true;
         }
         let mut out = Vec::with_capacity(512);
-        p.conn.reject_busy(&ctx.site(), ctx.retry_after, &mut out);
-        // A socket that took no response yet has room for a few hundred
-        // bytes in its send buffer; if it has not, the 503 is lost, not
-        // the poller's time.
+        p.conn.reject_busy(&site, ctx.retry_after, &mut out);
+        self.answer_and_linger(p, &out, ctx);
+    }
+
+    /// Sends a last answer without waiting, then keeps the connection for
+    /// its lingering close. A socket that took no response yet has room for
+    /// a few hundred bytes in its send buffer; if it has not, the answer is
+    /// lost, not the poller's time.
+    fn answer_and_linger(&mut self, mut p: Box<Parked>, out: &[u8], ctx: &Context) {
         let _ = send(
             p.stream.as_raw_fd(),
-            &out,
+            out,
             MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
         );
         if p.linger() == Next::Park {
@@ -452,27 +458,21 @@ impl Poller {
             match p.phase {
                 Phase::Lingering { .. } => {}
                 Phase::Waiting { idle } => {
-                    ctx.site().counters.timeout(if idle {
+                    let site = ctx.site();
+                    site.counters.timeout(if idle {
                         Timeout::KeepAlive
                     } else {
                         Timeout::Header
                     });
                     let mut out = Vec::new();
-                    if p.conn.timeout(&p.input, &ctx.site(), &mut out).is_some() {
+                    if p.conn.timeout(&p.input, &site, &mut out).is_some() {
                         // It stays for its lingering close: registered
                         // again below, so out of the epoll set first.
                         let _ = self
                             .poll
                             .registry()
                             .deregister(&mut SourceFd(&p.stream.as_raw_fd()));
-                        let _ = send(
-                            p.stream.as_raw_fd(),
-                            &out,
-                            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                        );
-                        if p.linger() == Next::Park {
-                            self.park(p, ctx);
-                        }
+                        self.answer_and_linger(p, &out, ctx);
                     }
                 }
             }
@@ -713,13 +713,14 @@ fn read_some(p: &mut Parked, flags: MsgFlags) -> io::Result<Option<usize>> {
 /// A deadline passed while a worker held the connection: count it, send
 /// the core's `408` if a request had begun, and linger (or close).
 fn time_out(p: &mut Parked, idle: bool, ctx: &Context, out: &mut Vec<u8>) -> io::Result<Next> {
-    ctx.site().counters.timeout(if idle {
+    let site = ctx.site();
+    site.counters.timeout(if idle {
         Timeout::KeepAlive
     } else {
         Timeout::Header
     });
     out.clear();
-    if p.conn.timeout(&p.input, &ctx.site(), out).is_some() {
+    if p.conn.timeout(&p.input, &site, out).is_some() {
         io::Write::write_all(&mut p.stream, out)?;
         return Ok(p.linger());
     }
