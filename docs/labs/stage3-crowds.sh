@@ -13,6 +13,9 @@ LAB=$(dirname "$0")/stage3-crowds.py
 rss() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 start() { # out-file, flags...
   local out=$1; shift
+  # Empty the file here, before the server starts: the shell's own `>` runs
+  # in the child, and the loop below could still read the last run's line.
+  : >"$out"
   taskset -c 0 "$BIN" --addr 127.0.0.1:0 --threads 8 --access-log off --log-level warn "$@" >"$out" 2>/dev/null &
   PID=$!
   until grep -q listening "$out"; do sleep 0.05; done

@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=nginx.sh
 . "$HERE/nginx.sh"
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap 'rc=$?; if [ $rc != 0 ]; then tail -n 20 "$TMP"/err.* "$TMP"/wrk.out >&2; fi; rm -rf "$TMP"' EXIT
 
 errors() { # wrk output -> "N socket errors, M non-2xx"
   local sock non2xx
@@ -33,10 +33,12 @@ roll() { # name url reload-command...
 
 for last in 1 0; do
   "$BIN" --workers 2 --addr 127.0.0.1:0 --access-log off --keepalive-timeout 60 \
-    --last-request $last >"$TMP/out" 2>/dev/null &
+    --last-request $last >"$TMP/out.$last" 2>"$TMP/err.$last" &
   pid=$!
-  until grep -q listening "$TMP/out"; do sleep 0.05; done
-  roll "stage5 --last-request $last" "$(sed 's/listening on //' "$TMP/out")index.html" kill -HUP $pid
+  # Each run has its own file: a shared one could still hold the last
+  # run's line when the loop reads it.
+  until grep -q listening "$TMP/out.$last"; do sleep 0.05; done
+  roll "stage5 --last-request $last" "$(sed 's/listening on //' "$TMP/out.$last")index.html" kill -HUP $pid
   kill $pid; wait $pid || true
 done
 start_nginx 2 127.0.0.1:18082 "$(cd "$HERE/../../www" && pwd)" "$TMP"
