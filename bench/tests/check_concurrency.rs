@@ -146,11 +146,6 @@ fn stage4_passes_rubrics_3_and_4_and_fails_exactly_the_stage5_process_checks() {
 fn stage5_passes_rubrics_3_4_and_5() {
     let bin = build("stage5-prefork");
     let _lock = fdlock::many_connections();
-    // --last-request 5, as the roll tests of supervision.rs: with the
-    // default 1 s, a download whose last bytes the kernel has taken but a
-    // busy client has not yet read counts as idle, and the SIGTERM check
-    // sees about one run in six cut short (a known bug, in the closing
-    // note of 2 December).
     let cmd = our(
         &bin.to_string_lossy(),
         &[
@@ -159,8 +154,6 @@ fn stage5_passes_rubrics_3_4_and_5() {
             "--header-timeout",
             "1",
             "--grace-period",
-            "5",
-            "--last-request",
             "5",
             "--access-log",
             "off",

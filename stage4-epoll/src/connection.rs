@@ -437,10 +437,13 @@ impl Connection {
                         region.offset += n as u64;
                         region.len -= n as u64;
                         *sent += n as u64;
+                        // A short sendfile does not prove the send buffer
+                        // full, as a short write does: a signal (SIGTERM,
+                        // SIGHUP in a stage 5 worker) stops the copy early,
+                        // and then no EPOLLOUT edge would ever come. Only
+                        // EAGAIN, which the next call returns if it is full,
+                        // clears the flag.
                         progressed = true;
-                        if n < count {
-                            self.write_ready = false;
-                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_ready = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -729,3 +729,57 @@ fn a_worker_stopped_from_outside_is_retired_and_replaced() {
     let seen = load.finish();
     assert_eq!((seen.other, seen.lost, seen.retried), (0, 0, 0), "{seen:?}");
 }
+
+/// Signals that reach a worker in the middle of a `sendfile` (SIGUSR1 here;
+/// SIGTERM and SIGHUP do the same) make it return early with the send
+/// buffer not full. A loop that takes such a short count for "full, wait
+/// for EPOLLOUT" waits for an edge that never comes, and the download
+/// stalls until the send timeout cuts it. Every download here must arrive
+/// whole while the worker is showered with signals.
+#[test]
+fn downloads_arrive_whole_while_signals_interrupt_sendfile() {
+    const BIG: usize = 8 << 20;
+    let root = TempDir::site("stage5-signals", BIG);
+    let server =
+        ServerProcess::serving(BIN, &root.path, &["--workers", "1", "--send-timeout", "3"]);
+    let worker = Pid::from_raw(worker_pids(&server)[0]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let shower = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let _ = kill(worker, Signal::SIGUSR1);
+                sent += 1;
+                std::thread::yield_now();
+            }
+            sent
+        })
+    };
+    let addr = server.addr;
+    let clients: Vec<JoinHandle<Vec<usize>>> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                (0..6)
+                    .map(|_| {
+                        c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+                        match c.try_response(false) {
+                            Ok(r) => r.body.len(),
+                            Err(e) => panic!("a download cut short: {e}"),
+                        }
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let lengths: Vec<usize> = clients
+        .into_iter()
+        .flat_map(|t| t.join().expect("a download failed"))
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let signals = shower.join().unwrap();
+    assert!(signals > 0);
+    assert_eq!(lengths, vec![BIG; 36], "every download whole");
+    eprintln!("36 downloads of {BIG} bytes whole under {signals} SIGUSR1s");
+}
