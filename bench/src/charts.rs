@@ -9,13 +9,15 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::latency::fmt_micros;
 use crate::report::{Cell, ChartList, PointSummary, Results, ScenarioSummary, Status};
 use crate::stats::Spread;
 
 /// The files [`write_all`] may write: each is removed first, so that a
 /// chart the results no longer allow does not linger from an earlier run.
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     "throughput.svg",
+    "latency-vs-rate.svg",
     "latency.svg",
     "bandwidth.svg",
     "memory.svg",
@@ -49,6 +51,13 @@ pub fn write_all(out: &Path, results: &Results) -> ChartList {
             "throughput.svg",
             "Throughput vs keep-alive connections",
             &|path| throughput(path, s, footer),
+        );
+    }
+    if let Some(s) = find("fixed-rate") {
+        add(
+            "latency-vs-rate.svg",
+            "p99 latency at fixed rates (open loop)",
+            &|path| latency_vs_rate(path, s, footer),
         );
     }
     if let Some(s) = find("slow-clients") {
@@ -229,6 +238,63 @@ pub fn throughput(path: &Path, s: &ScenarioSummary, footer: &str) -> Res {
     root.present().map_err(err)
 }
 
+/// p99 latency against the offered rate (as a percentage of the round's
+/// calibrated maximum), one line per server, log y axis.
+pub fn latency_vs_rate(path: &Path, s: &ScenarioSummary, footer: &str) -> Res {
+    let series: Vec<_> = measured_series(s, |c| c.p99.map(|v| (v, v, v)))
+        .into_iter()
+        .filter(|(_, pts)| pts.iter().all(|p| p.0 > 0.0))
+        .collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let ys = || series.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.1));
+    let ymax = ys().fold(1.0, f64::max) * 2.0;
+    let ymin = ys().fold(f64::MAX, f64::min).max(1.0) / 2.0;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let main = with_footer(&root, footer)?;
+    let mut chart = ChartBuilder::on(&main)
+        .caption(
+            "p99 latency at a fixed rate (16 keep-alive connections, open loop)",
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..100f64, (ymin..ymax).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("offered rate, % of the reference's closed-loop maximum in the round")
+        .y_desc("p99 latency (median of rounds)")
+        .x_label_formatter(&|x| format!("{x:.0}%"))
+        .y_label_formatter(&|y| fmt_micros(*y as u64))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// Latency percentiles of one point, one line per server, log y axis.
 pub fn latency(path: &Path, s: &ScenarioSummary, point: usize, title: &str, footer: &str) -> Res {
     let Some(p) = s.points.get(point) else {
@@ -285,7 +351,7 @@ pub fn latency(path: &Path, s: &ScenarioSummary, point: usize, title: &str, foot
                 String::new()
             }
         })
-        .y_label_formatter(&|y| crate::latency::fmt_micros(*y as u64))
+        .y_label_formatter(&|y| fmt_micros(*y as u64))
         .draw()
         .map_err(err)?;
     for (i, (name, v)) in series.iter().enumerate() {

@@ -21,7 +21,7 @@
 //!   bench gives each stage (and stage 5's variants) and of the nginx
 //!   configurations, and each server's description, read from its
 //!   binary's `--help`.
-//! - [`scenarios`]: the seven scenarios, their points, and what one run
+//! - [`scenarios`]: the eight scenarios, their points, and what one run
 //!   measures; [`rounds`]: running them in interleaved rounds.
 //! - [`report`]: the results model, the terminal table, `results.json`,
 //!   the Markdown summary; [`charts`]: the SVG figures.
@@ -29,6 +29,8 @@
 //! - [`machine`]: what the machine is, and CPU pinning.
 //! - [`check`]: `bench check --stage N -- COMMAND`, the stage checker that
 //!   grades anyone's server with the checks of `common::testkit`.
+//! - [`floor`]: the `floor` binary's loop, the smallest responder this
+//!   machine can run: the report's ceiling, not a server.
 //! - [`load_step`]: `bench load-step`, stage 5's self-sizing pool under a
 //!   load step, with the worker count over time as a chart.
 //!
@@ -52,6 +54,7 @@
 
 pub mod charts;
 pub mod check;
+pub mod floor;
 pub mod latency;
 pub mod lineup;
 pub mod load_step;

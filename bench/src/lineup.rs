@@ -253,6 +253,7 @@ pub fn discover(opts: &Options<'_>) -> io::Result<Lineup> {
     let mut lineup = Lineup::default();
     add_stages(opts, &mut lineup);
     add_nginx(opts, &mut lineup);
+    add_floor(opts, &mut lineup);
     for (name, command) in peers {
         lineup.add(Target {
             name: name.into(),
@@ -343,6 +344,40 @@ fn add_nginx(opts: &Options<'_>, lineup: &mut Lineup) {
                 workers,
             },
         });
+    }
+}
+
+/// What the report says the floor is.
+pub const FLOOR_ABOUT: &str = "not a server: the ceiling of this kernel and loopback (one mio loop that counts request ends and writes one pre-built response; see the benchmarks chapter)";
+
+/// The `floor` binary (next to this one, built with it), when it exists
+/// or can be built.
+fn add_floor(opts: &Options<'_>, lineup: &mut Lineup) {
+    let sibling = std::env::current_exe().map(|exe| exe.with_file_name("floor"));
+    let bin = match sibling {
+        Ok(bin) if bin.exists() => Ok(bin),
+        _ if opts.no_build => targets::release_binary(opts.root, "floor"),
+        _ => {
+            eprintln!("bench: cargo build --release -p bench --bin floor");
+            targets::build_release(opts.root, "bench")
+                .map(|exe| exe.with_file_name("floor"))
+                .and_then(|bin| {
+                    if bin.exists() {
+                        Ok(bin)
+                    } else {
+                        Err(format!("not built ({} missing)", bin.display()))
+                    }
+                })
+        }
+    };
+    match bin {
+        Ok(bin) => lineup.add(Target {
+            name: "floor".into(),
+            about: FLOOR_ABOUT.into(),
+            stage: None,
+            launch: Launch::Contract { bin, args: vec![] },
+        }),
+        Err(status) => lineup.absent("floor", FLOOR_ABOUT.into(), status),
     }
 }
 

@@ -14,6 +14,9 @@ use crate::machine::Machine;
 use crate::scenarios::{Figures, Profile, SCENARIOS, Scenario};
 use crate::stats::{Spread, median, paired_ratio};
 
+/// The floor's name in the report (see [`crate::floor`]).
+pub const FLOOR: &str = "floor";
+
 /// What became of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +104,9 @@ pub struct Cell {
     pub fds: Option<f64>,
     /// Throughput relative to the reference server, paired by round.
     pub vs_reference: Option<Spread>,
+    /// Throughput as a fraction of the floor's in the same round (when the
+    /// floor took this point).
+    pub vs_floor: Option<Spread>,
     /// Scenario 5: idle connections held (median).
     pub idle_held: Option<f64>,
     /// Scenario 5: server PSS per idle connection, KiB.
@@ -220,6 +226,11 @@ pub fn summarize(
                     .collect()
             };
             let reference_rps = reference.map(per_round);
+            let floor_rps = targets
+                .iter()
+                .any(|t| t == FLOOR)
+                .then(|| per_round(FLOOR))
+                .filter(|b| b.iter().any(Option::is_some));
             let mut cells = Vec::new();
             for t in targets {
                 let rs = at(t);
@@ -256,6 +267,10 @@ pub fn summarize(
                     (Some(b), Some(name)) if name != t => paired_ratio(&per_round(t), b),
                     _ => None,
                 };
+                let vs_floor = match &floor_rps {
+                    Some(b) if t != FLOOR => paired_ratio(&per_round(t), b),
+                    _ => None,
+                };
                 let idle: Vec<_> = figs.iter().filter_map(|f| f.idle.as_ref()).collect();
                 let (per_worker_conns, per_worker_cpu_pct) = worker_split(&figs);
                 cells.push(Cell {
@@ -279,6 +294,7 @@ pub fn summarize(
                     pss_mib: med(&|f| f.server.pss_kib as f64 / 1024.0),
                     fds: med(&|f| f.server.fds as f64),
                     vs_reference,
+                    vs_floor,
                     idle_held: median(&idle.iter().map(|i| i.held as f64).collect::<Vec<_>>()),
                     pss_per_idle_conn_kib: Spread::of(
                         &idle
@@ -460,16 +476,19 @@ pub fn scenario_table(s: &ScenarioSummary, reference: Option<&str>) -> Table {
     let bandwidth = s.name == "large-file";
     let idle = s.name == "idle";
     let workers = s.name == "workers";
+    let fixed = s.name == "fixed-rate";
+    // At a fixed rate every server is asked the same: a throughput ratio
+    // says nothing there (the latency columns do).
+    let reference = if fixed { None } else { reference };
     let mut headers: Vec<String> = vec!["point".into(), "server".into()];
     if bandwidth {
         headers.push("MiB/s".into());
     }
-    headers.extend(
-        [
-            "req/s", "p50", "p99", "p99.9", "errors", "non-2xx", "starved",
-        ]
-        .map(String::from),
-    );
+    headers.extend(["req/s", "p50", "p99", "p99.9"].map(String::from));
+    if fixed {
+        headers.push("max".into());
+    }
+    headers.extend(["errors", "non-2xx", "starved"].map(String::from));
     if idle {
         headers.extend(["idle held", "KiB/idle conn"].map(String::from));
     }
@@ -479,6 +498,13 @@ pub fn scenario_table(s: &ScenarioSummary, reference: Option<&str>) -> Table {
     headers.extend(["srv CPU", "req/CPU-s", "PSS MiB"].map(String::from));
     if let Some(r) = reference {
         headers.push(format!("vs {r}"));
+    }
+    let floor = s
+        .points
+        .iter()
+        .any(|p| p.cells.iter().any(|c| c.vs_floor.is_some()));
+    if floor {
+        headers.push(format!("vs {FLOOR}"));
     }
     let mut rows = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -509,6 +535,9 @@ pub fn scenario_table(s: &ScenarioSummary, reference: Option<&str>) -> Table {
             row.push(spread_text(&c.rps, fmt_count));
             for v in [c.p50, c.p99, c.p999] {
                 row.push(opt(v, |v| fmt_micros(v as u64)));
+            }
+            if fixed {
+                row.push(opt(c.max, |v| fmt_micros(v as u64)));
             }
             row.push(opt(c.errors, fmt_count));
             row.push(opt(c.non_2xx, fmt_count));
@@ -541,6 +570,13 @@ pub fn scenario_table(s: &ScenarioSummary, reference: Option<&str>) -> Table {
                     _ => "–".into(),
                 });
             }
+            if floor {
+                row.push(match &c.vs_floor {
+                    Some(r) => format!("{:.2}×", r.median),
+                    None if c.target == FLOOR => "1.00×".into(),
+                    None => "–".into(),
+                });
+            }
             rows.push(row);
         }
     }
@@ -562,7 +598,10 @@ pub fn headline_table(results: &Results) -> Table {
     let mut headers = vec!["server".to_string()];
     let mut cols: Vec<(String, String, bool)> = Vec::new(); // (scenario, point, bandwidth)
     for s in &results.scenarios {
-        if matches!(s.name.as_str(), "idle" | "slow-clients" | "workers") {
+        if matches!(
+            s.name.as_str(),
+            "idle" | "slow-clients" | "workers" | "fixed-rate"
+        ) {
             continue;
         }
         for p in &s.points {
@@ -588,9 +627,17 @@ pub fn headline_table(results: &Results) -> Table {
         headers.push("p99 under slow clients".into());
         cols.push((s.name.clone(), p.label.clone(), false));
     }
+    if let Some(s) = results.scenarios.iter().find(|s| s.name == "fixed-rate")
+        && let Some(p) = s.points.last()
+    {
+        headers.push(format!("p99 at {}", p.label));
+        cols.push((s.name.clone(), p.label.clone(), false));
+    }
     let mut rows = Vec::new();
     for t in &results.targets {
-        if t.name.contains('/') {
+        // Variants are for the workers scenario; the floor is not a
+        // server (its fractions are in the scenario tables).
+        if t.name.contains('/') || t.name == FLOOR {
             continue;
         }
         let mut row = vec![t.name.clone()];
@@ -611,7 +658,7 @@ pub fn headline_table(results: &Results) -> Table {
                         opt(c.pss_per_idle_conn_kib.map(|s| s.median), |v| {
                             format!("{v:.1}")
                         })
-                    } else if sc == "slow-clients" {
+                    } else if sc == "slow-clients" || sc == "fixed-rate" {
                         c.p99
                             .map_or_else(|| "no response".into(), |v| fmt_micros(v as u64))
                     } else if *bw {

@@ -55,7 +55,10 @@ impl Rounds<'_> {
         let mut runs = Vec::new();
         for round in 0..self.profile.rounds {
             for &scenario in self.scenarios {
-                let points = scenarios::points(scenario, self.profile);
+                let mut points = scenarios::points(scenario, self.profile);
+                if let Some(cal) = scenarios::calibration(scenario, self.profile) {
+                    points = self.calibrate(round, scenario, &cal, &points, &bar, &mut runs);
+                }
                 for target in self.turns(scenario, round) {
                     let mut turn = Turn {
                         round,
@@ -72,12 +75,52 @@ impl Rounds<'_> {
         Ok(runs)
     }
 
+    /// Measures the closed-loop maximum of the scenario's calibration
+    /// target (nginx, else the first) in this round, records it as that
+    /// target's `cal` point, and returns `points` with their rates made
+    /// absolute. If it cannot be measured the rates stay at zero, which
+    /// [`scenarios::measure`] refuses: every point of the round fails.
+    fn calibrate(
+        &self,
+        round: usize,
+        scenario: &'static Scenario,
+        cal: &Point,
+        points: &[Point],
+        bar: &ProgressBar,
+        runs: &mut Vec<RunRecord>,
+    ) -> Vec<Point> {
+        let turns = self.turns(scenario, 0);
+        let Some(target) = scenarios::calibration_target(&turns) else {
+            return points.to_vec();
+        };
+        let mut turn = Turn {
+            round,
+            scenario,
+            target,
+            bar,
+            runs,
+        };
+        self.take_turn(&mut turn, std::slice::from_ref(cal));
+        let max = runs
+            .last()
+            .and_then(|r| r.figures.as_ref())
+            .map(|f| f.rps)
+            .filter(|&rps| rps > 0.0);
+        match max {
+            Some(max) => points.iter().map(|p| p.at_rate(max)).collect(),
+            None => points.to_vec(),
+        }
+    }
+
     /// Every run of every round, for the progress bar.
     fn total_runs(&self) -> usize {
         let per_round: usize = self
             .scenarios
             .iter()
-            .map(|sc| scenarios::points(sc, self.profile).len() * self.turns(sc, 0).len())
+            .map(|sc| {
+                let cal = usize::from(scenarios::calibration(sc, self.profile).is_some());
+                scenarios::points(sc, self.profile).len() * self.turns(sc, 0).len() + cal
+            })
             .sum();
         per_round * self.profile.rounds
     }

@@ -30,7 +30,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "sweep",
         title: "Small file, keep-alive, concurrency sweep",
@@ -60,6 +60,11 @@ pub const SCENARIOS: [Scenario; 7] = [
         name: "slow-clients",
         title: "Slow clients",
         about: "Slowloris heads and slow readers next to normal clients at a constant rate (open loop): the normal clients' latency, without and with the slow ones.",
+    },
+    Scenario {
+        name: "fixed-rate",
+        title: "Latency at a fixed rate",
+        about: "Open-loop load on 16 keep-alive connections at 25%, 50% and 75% of the keep-alive maximum nginx reaches in the same round: the latency percentiles each server gives at a rate it can sustain.",
     },
     Scenario {
         name: "workers",
@@ -106,6 +111,11 @@ pub struct Profile {
     pub normal_rate: f64,
     /// Scenario 7: connections.
     pub workers_conns: usize,
+    /// The fixed-rate scenario: connections, and the rates as fractions
+    /// of the reference's closed-loop maximum in the same round.
+    pub fixed_rate_conns: usize,
+    /// See `fixed_rate_conns`.
+    pub fixed_rate: Vec<f64>,
     /// Scenario 7: worker processes.
     pub workers: usize,
 }
@@ -130,6 +140,8 @@ impl Profile {
             normal_rate: 2000.0,
             workers_conns: 64,
             workers: 4,
+            fixed_rate_conns: 16,
+            fixed_rate: vec![0.25, 0.5, 0.75],
         }
     }
 
@@ -152,6 +164,8 @@ impl Profile {
             normal_rate: 4000.0,
             workers_conns: 256,
             workers: 4,
+            fixed_rate_conns: 16,
+            fixed_rate: vec![0.25, 0.5, 0.75],
         }
     }
 
@@ -178,6 +192,9 @@ pub struct Point {
     pub idle: usize,
     /// Slowloris connections and slow readers running alongside.
     pub slow: Option<(usize, usize)>,
+    /// An open-loop rate given as this fraction of the round's calibrated
+    /// maximum ([`calibration`]); [`Point::at_rate`] makes it absolute.
+    pub of_max: Option<f64>,
 }
 
 impl Point {
@@ -190,8 +207,44 @@ impl Point {
             path,
             idle: 0,
             slow: None,
+            of_max: None,
         }
     }
+
+    /// This point with its [`of_max`](Point::of_max) fraction of `max`
+    /// requests per second as its open-loop rate.
+    pub fn at_rate(&self, max: f64) -> Point {
+        let mut p = self.clone();
+        if let (Some(f), Mode::Open { .. }) = (p.of_max, p.mode) {
+            p.mode = Mode::Open { rate: f * max };
+        }
+        p
+    }
+}
+
+/// The closed-loop run whose throughput sets the rates of a scenario's
+/// [`Point::of_max`] points, if it has any: the same connections and file.
+pub fn calibration(scenario: &Scenario, p: &Profile) -> Option<Point> {
+    (scenario.name == "fixed-rate").then(|| Point {
+        // Charted at 100% of itself.
+        x: 100.0,
+        ..Point::closed(
+            "max (closed loop)".into(),
+            p.fixed_rate_conns,
+            1,
+            SMALL_PATH,
+        )
+    })
+}
+
+/// The target a scenario's rates are fractions of: nginx when it takes
+/// part, else the first target.
+pub fn calibration_target<'t>(targets: &[&'t Target]) -> Option<&'t Target> {
+    targets
+        .iter()
+        .find(|t| t.name == "nginx")
+        .or(targets.first())
+        .copied()
 }
 
 /// The points of `scenario` in `profile`.
@@ -251,6 +304,17 @@ pub fn points(scenario: &Scenario, p: &Profile) -> Vec<Point> {
             };
             vec![normal, attacked]
         }
+        "fixed-rate" => p
+            .fixed_rate
+            .iter()
+            .map(|&f| Point {
+                label: format!("{:.0}% of max", f * 100.0),
+                x: f * 100.0,
+                mode: Mode::Open { rate: 0.0 },
+                of_max: Some(f),
+                ..Point::closed(String::new(), p.fixed_rate_conns, 1, SMALL_PATH)
+            })
+            .collect(),
         "workers" => vec![Point::closed(
             format!("c={}", p.workers_conns),
             p.workers_conns,
@@ -268,8 +332,17 @@ pub const STAGE2_MAX_KEEPALIVE: usize = 16;
 
 /// True when `target` belongs in `scenario` at all: the stage 5 and nginx
 /// worker variants (named `server/variant`) only in `workers`, which only
-/// has them; nginx with sendfile off only for the large file.
+/// has them; nginx with sendfile off only for the large file; the floor only
+/// where its one small response is the answer (keep-alive, one connection
+/// per request, pipelining).
 pub fn relevant(scenario: &Scenario, target: &Target) -> bool {
+    if scenario.name == "fixed-rate" && target.name == "nginx-nosendfile" {
+        return false;
+    }
+    if target.name == "floor" {
+        // One fixed small response, no files, no idle bookkeeping.
+        return matches!(scenario.name, "sweep" | "conn-per-request" | "pipeline");
+    }
     let variant = target.name.contains('/');
     if (scenario.name == "workers") != variant {
         return false;
@@ -394,6 +467,13 @@ pub struct GenSettings {
 
 /// Runs `point` against the server at `addr` (process `pid`).
 pub fn measure(addr: SocketAddr, pid: u32, point: &Point, g: &GenSettings) -> io::Result<Figures> {
+    if let Mode::Open { rate } = point.mode
+        && rate <= 0.0
+    {
+        return Err(io::Error::other(
+            "no rate to send at: the round's calibration run measured nothing",
+        ));
+    }
     let small = loadgen::request(addr, SMALL_PATH, false);
     let mut idle = None;
     let mut holder = None;

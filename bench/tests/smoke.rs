@@ -155,6 +155,7 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
     for stage in STAGES {
         cmd.args(["--stage", stage]);
     }
+    cmd.args(["--stage", "floor"]);
     if nginx {
         cmd.args(["--stage", "nginx"]);
     } else {
@@ -193,8 +194,13 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
             .expect("results.json is JSON");
     let runs = results["runs"].as_array().expect("results.json has runs");
     let servers = STAGES.len() + usize::from(nginx);
-    // The quick sweep has three points and large-file one, in one round.
-    assert_eq!(runs.len(), 4 * servers, "runs in results.json:\n{summary}");
+    // The quick sweep has three points and large-file one, in one round;
+    // the floor takes the sweep only.
+    assert_eq!(
+        runs.len(),
+        4 * servers + 3,
+        "runs in results.json:\n{summary}"
+    );
     for r in runs {
         assert_eq!(
             r["status"],
@@ -226,8 +232,21 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
             );
             // A scenario table (not the headline) compares with nginx.
             if headers[0] == "point" {
-                assert_eq!(headers.last().map(String::as_str), Some("vs nginx"));
+                assert!(
+                    headers.iter().any(|h| h == "vs nginx"),
+                    "no vs nginx column in {headers:?}:\n{summary}"
+                );
             }
+        }
+        // The sweep (the floor took it) shows every server as a fraction
+        // of the floor in the same round; the large file does not.
+        if headers[0] == "point" {
+            let sweep = rows.iter().any(|r| r[1] == "floor");
+            assert_eq!(
+                headers.last().map(String::as_str) == Some("vs floor"),
+                sweep,
+                "the vs floor column only where the floor ran {headers:?}:\n{summary}"
+            );
         }
         for row in rows {
             assert_eq!(row.len(), headers.len(), "a short row {row:?}:\n{summary}");
@@ -283,4 +302,62 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
         expected.push("nginx");
     }
     assert_eq!(names, expected, "the headline table's rows:\n{summary}");
+}
+
+/// The fixed-rate scenario end to end, without nginx: the calibration run
+/// (the first server takes nginx's place) sets the rates, and each server
+/// is measured at 25%, 50% and 75% of it, with the latency columns and
+/// the latency-vs-rate chart. Were the calibration lost, the rates would
+/// be zero and every rate row would read `failed`.
+#[test]
+fn fixed_rate_runs_at_fractions_of_a_calibrated_maximum() {
+    let bins = build_stages();
+    let dir = TempDir::new("bench-fixed-rate").expect("a temp dir");
+    let target_dir = fake_target_dir(&dir.path, &bins);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
+    cmd.args(["--quick", "--rounds", "1"])
+        .args(["--duration", "0.3", "--warmup", "0.1"])
+        .args(["--threads", "1", "--server-workers", "1"])
+        .args(["--scenario", "fixed-rate", "--no-nginx", "--no-build"])
+        .args(["--out", "report"])
+        .current_dir(&dir.path)
+        .env("CARGO_TARGET_DIR", &target_dir);
+    for stage in STAGES {
+        cmd.args(["--stage", stage]);
+    }
+    let out = cmd.output().expect("the bench binary runs");
+    let report = dir.path.join("report");
+    assert!(out.status.success(), "{}", explain(&out, &report));
+    let summary = fs::read_to_string(report.join("summary.md")).expect("read summary.md");
+    let tables = tables(&summary);
+    let (headers, rows) = tables
+        .iter()
+        .find(|(h, _)| h[0] == "point")
+        .unwrap_or_else(|| panic!("no fixed-rate table:\n{summary}"));
+    for h in ["p50", "p99", "p99.9", "max"] {
+        assert!(headers.iter().any(|x| x == h), "no {h} column: {headers:?}");
+    }
+    assert!(!headers.iter().any(|h| h.starts_with("vs ")), "{headers:?}");
+    let points: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    let mut expected = vec![("max (closed loop)", STAGES[0])];
+    for pct in ["25% of max", "50% of max", "75% of max"] {
+        for stage in STAGES {
+            expected.push((pct, stage));
+        }
+    }
+    assert_eq!(points, expected, "the table's rows:\n{summary}");
+    for row in rows {
+        for (h, c) in headers.iter().zip(row).skip(2) {
+            assert!(
+                c.starts_with(|ch: char| ch.is_ascii_digit()),
+                "column {h:?} of {row:?} has no number: {c:?}\n{}",
+                explain(&out, &report)
+            );
+        }
+    }
+    let svg = fs::read_to_string(report.join("latency-vs-rate.svg")).expect("the chart");
+    assert!(svg.contains("<svg"));
 }
