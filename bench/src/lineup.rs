@@ -253,6 +253,7 @@ pub fn discover(opts: &Options<'_>) -> io::Result<Lineup> {
     let mut lineup = Lineup::default();
     add_stages(opts, &mut lineup);
     add_nginx(opts, &mut lineup);
+    add_builtins(opts, &mut lineup);
     add_floor(opts, &mut lineup);
     for (name, command) in peers {
         lineup.add(Target {
@@ -344,6 +345,27 @@ fn add_nginx(opts: &Options<'_>, lineup: &mut Lineup) {
                 workers,
             },
         });
+    }
+}
+
+/// h2o and lighttpd, each when installed, with as many workers as nginx
+/// (the report lists a missing one, with the package that brings it).
+fn add_builtins(opts: &Options<'_>, lineup: &mut Lineup) {
+    let workers = opts.count(Count::Workers);
+    for server in targets::Builtin::ALL {
+        match server.version() {
+            Some(version) => lineup.add(Target {
+                name: server.name().into(),
+                about: format!("peer: {version}, {workers} worker(s), configured like nginx"),
+                stage: None,
+                launch: Launch::Builtin { server, workers },
+            }),
+            None => lineup.absent(
+                server.name(),
+                "peer".into(),
+                format!("not installed (apt-get install {})", server.name()),
+            ),
+        }
     }
 }
 

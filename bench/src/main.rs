@@ -44,7 +44,7 @@ struct Args {
     scenarios: Vec<String>,
 
     /// Run only this server (repeatable): a stage package name, `nginx`,
-    /// `nginx-nosendfile`, `floor` (the ceiling, not a server), or a `--peer` name. Default: all.
+    /// `nginx-nosendfile`, `h2o`, `lighttpd`, `floor` (the ceiling, not a server), or a `--peer` name. Default: all.
     #[arg(long = "stage", value_name = "NAME")]
     stages: Vec<String>,
 
