@@ -48,6 +48,9 @@ use crate::timer::{Deadline, Timers};
 pub use common::http::cache::SMALL_FILE;
 // Sending and lingering are bounded as in every stage.
 use common::limits::{LINGER_BYTES, LINGER_TIME, SENDFILE_CHUNK};
+
+/// [`LINGER_BYTES`] as the type of [`Connection`]'s counter (1 MiB).
+const LINGER_LIMIT: u32 = LINGER_BYTES as u32;
 /// Bytes asked for per `read(2)` (at least; more if the buffer has room).
 const READ_CHUNK: usize = 16 * 1024;
 /// A pipelined batch stops growing once this much output is waiting: it is
@@ -156,8 +159,8 @@ pub struct Connection {
     /// The peer sent its FIN (EPOLLRDHUP). A short read no longer proves
     /// the socket drained: the end-of-file still has to be read.
     peer_closed: bool,
-    /// Bytes thrown away while lingering.
-    lingered: usize,
+    /// Bytes thrown away while lingering (at most [`LINGER_LIMIT`]).
+    lingered: u32,
     /// Tells this connection from a later one in the same slab slot, for
     /// the timer heap's lazy cancellation.
     pub serial: u32,
@@ -167,8 +170,8 @@ pub struct Connection {
 // ANCHOR_END: connection
 
 impl Connection {
-    /// A freshly accepted connection; the header timeout runs from now.
-    pub fn new(stream: TcpStream, peer: IpAddr, serial: u32, now: Instant) -> Connection {
+    /// A freshly accepted connection; the loop arms its header timeout.
+    pub fn new(stream: TcpStream, peer: IpAddr, serial: u32) -> Connection {
         Connection {
             stream,
             http: Conn::new(peer),
@@ -179,7 +182,7 @@ impl Connection {
             peer_closed: false,
             lingered: 0,
             serial,
-            deadline: Deadline::new(now),
+            deadline: Deadline::new(),
         }
     }
 
@@ -470,21 +473,23 @@ impl Connection {
         self.arm(cx, LINGER_TIME);
         if self.stream.shutdown(Shutdown::Write).is_err() {
             // Already reset by the peer: nothing to protect any more.
-            self.lingered = LINGER_BYTES;
+            self.lingered = LINGER_LIMIT;
         }
     }
 
     /// Reads and discards until the client closes, the budget is spent or
     /// (via the timer) the linger time is over.
     fn linger(&mut self, cx: &mut Ctx<'_>) -> Progress {
-        while self.lingered < LINGER_BYTES {
+        while self.lingered < LINGER_LIMIT {
             if !self.read_ready {
                 return Progress::Wait;
             }
             match (&self.stream).read(cx.scratch) {
                 Ok(0) => return Progress::Done,
                 Ok(n) => {
-                    self.lingered += n;
+                    self.lingered = self
+                        .lingered
+                        .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
                     if n < cx.scratch.len() && !self.peer_closed {
                         self.read_ready = false;
                     }
@@ -544,12 +549,15 @@ impl Connection {
 mod tests {
     use super::*;
 
-    /// The goal is under 256 bytes of server memory per idle connection;
-    /// the struct (plus its slab slot) is most of it.
+    /// The goal is at most 160 bytes of server memory per idle connection;
+    /// the struct (in its slab slot) and its timer entry are most of it.
+    /// 80 bytes in a release build; a debug build's mio socket carries a
+    /// selector id for its own checks, 12 bytes more (with padding, 16).
     #[test]
     fn an_idle_connection_is_small() {
         let size = size_of::<Connection>();
         eprintln!("Connection: {size} bytes");
-        assert!(size <= 128, "Connection is {size} bytes");
+        let limit = if cfg!(debug_assertions) { 96 } else { 80 };
+        assert!(size <= limit, "Connection is {size} bytes");
     }
 }

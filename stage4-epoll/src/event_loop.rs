@@ -563,7 +563,7 @@ impl EventLoop {
         )?;
         self.next_serial = self.next_serial.wrapping_add(1);
         let serial = self.next_serial;
-        let mut conn = Connection::new(stream, peer.ip(), serial, now);
+        let mut conn = Connection::new(stream, peer.ip(), serial);
         self.timers.arm(
             &mut conn.deadline,
             now + self.config.timeouts.header,
@@ -637,7 +637,7 @@ impl EventLoop {
         }
         let last = now + self.config.timeouts.last_request;
         for (key, conn) in self.conns.iter_mut() {
-            if conn.is_waiting() && last < conn.deadline.at {
+            if conn.is_waiting() && self.timers.is_later(&conn.deadline, last) {
                 self.timers.arm(&mut conn.deadline, last, key, conn.serial);
             }
         }
