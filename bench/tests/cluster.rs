@@ -1,0 +1,167 @@
+//! `--scenario cluster` end to end, short: the real bench binary builds
+//! the namespaces, runs HAProxy in front of two stage 4 backends, serves
+//! through the balancer, rolls the backends without losing a request, and
+//! leaves no namespace, network interface or process behind. It needs
+//! root, `ip` and `haproxy`; under `CI` a missing one fails the test,
+//! naming the package. Like every test of the bench, it asserts no speed.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use bench::cluster::netns;
+use bench::targets::TempDir;
+use common::testkit::{require_root, require_tool};
+
+mod support;
+
+/// The network interfaces of the machine's own namespace.
+fn root_links() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+        .collect()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!("{}: {cmdline}", name.to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn explain(out: &Output, report: &Path) -> String {
+    let mut s = format!(
+        "bench exited with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Ok(entries) = fs::read_dir(report.join("logs").join("cluster")) {
+        for e in entries.flatten() {
+            if let Ok(text) = fs::read_to_string(e.path()) {
+                s.push_str(&format!("\n--- {}\n{text}", e.path().display()));
+            }
+        }
+    }
+    s
+}
+
+/// A short cluster run: it prints the scaling table and the drain line
+/// with 0 failed requests, every setup through the balancer answered
+/// requests without failures, the crash was seen and timed, and
+/// afterwards no lab namespace of the run, no new interface in the
+/// machine's namespace and no process of the lab is left.
+#[test]
+fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
+    let what = "the cluster scenario's test";
+    if !(require_root(what)
+        && require_tool(&["ip", "-V"], "iproute2", what)
+        && require_tool(&["haproxy", "-v"], "haproxy", what))
+    {
+        return;
+    }
+    let bins = support::build_stages(&["stage4-epoll"]);
+    let dir = TempDir::new("bench-cluster-test").expect("a temp dir");
+    let target_dir = support::fake_target_dir(&dir.path, &bins);
+    let report = dir.path.join("report");
+    let links_before = root_links();
+
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scenario", "cluster", "--backends", "2", "--quick"])
+        .args(["--rounds", "1", "--duration", "0.3", "--warmup", "0.1"])
+        .arg("--no-build")
+        .arg("--out")
+        .arg(&report)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the bench binary runs");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("the bench binary runs");
+    eprintln!("the cluster run took {:.1?}", started.elapsed());
+    assert!(out.status.success(), "{}", explain(&out, &report));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    // The drain line, with no failure and some requests.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("cluster drain: "))
+        .unwrap_or_else(|| panic!("no drain line\n{}", explain(&out, &report)));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words.get(2),
+        Some(&"0"),
+        "{line}\n{}",
+        explain(&out, &report)
+    );
+    let total: u64 = words.get(5).and_then(|w| w.parse().ok()).unwrap_or(0);
+    assert!(total > 0, "the roll sent no request: {line}");
+
+    // Every setup through the balancer served, without a failure; the
+    // balance across two backends gave each some requests.
+    let results: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(report.join("cluster.json")).expect("cluster.json is written"),
+    )
+    .expect("cluster.json is JSON");
+    let points = results["scaling"].as_array().expect("scaling points");
+    assert_eq!(points.len(), 4, "1, 2 backends, leastconn, no keep-alive");
+    for p in points.iter().chain(results["hop"].as_array().expect("hop")) {
+        let rps = p["rps"]["median"].as_f64().unwrap_or(0.0);
+        assert!(rps > 0.0, "{} served nothing: {p}", p["label"]);
+        assert_eq!(
+            p["failed"].as_f64(),
+            Some(0.0),
+            "{} failed: {p}",
+            p["label"]
+        );
+    }
+    let shares = points[1]["share_pct"].as_array().expect("shares");
+    assert!(
+        shares.iter().all(|s| s.as_f64().unwrap_or(0.0) > 0.0),
+        "a backend got no request with two in service: {shares:?}"
+    );
+    // The crash was noticed by both proxies' health checks.
+    for k in results["kill"].as_array().expect("kill results") {
+        assert!(k["down_ms"].as_f64().is_some(), "not marked down: {k}");
+    }
+    for chart in ["cluster-throughput.svg", "cluster-balance.svg"] {
+        let svg = fs::read_to_string(report.join(chart)).unwrap_or_default();
+        assert!(svg.contains("<svg"), "{chart} is missing");
+    }
+    let summary = fs::read_to_string(report.join("summary.md")).expect("summary.md");
+    assert!(summary.contains("## Cluster behind HAProxy"), "{summary}");
+
+    // Nothing is left behind.
+    let ours = format!("{}{pid}-", netns::PREFIX);
+    let left: Vec<String> = netns::lab_namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&ours))
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    let new_links: Vec<String> = root_links()
+        .into_iter()
+        .filter(|l| !links_before.contains(l))
+        .collect();
+    assert!(new_links.is_empty(), "interfaces left: {new_links:?}");
+    let procs = processes_mentioning(&report.to_string_lossy());
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
