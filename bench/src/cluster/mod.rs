@@ -543,25 +543,35 @@ impl Cluster<'_> {
         })
     }
 
-    /// Restarts every backend in turn under load, draining each through
-    /// the runtime API first.
+    /// Restarts every backend in turn under load through `rr` and through
+    /// `noretry`, draining each through the runtime API first.
     fn rolling_restart(&mut self) -> io::Result<DrainResult> {
-        let lb = SocketAddr::from((self.lab.lb.addr, haproxy::port("rr")));
-        let spec = Spec {
-            threads: 1,
-            ..Spec::get(lb, SMALL_PATH, 16, Duration::from_secs(600))
-        };
-        let control = Arc::new(Control::default());
-        let c = Arc::clone(&control);
-        let handle = netns::spawn_in(&self.lab.client.ns, move || loadgen::run(&spec, &c))?;
+        let mut loads = Vec::new();
+        for proxy in ["rr", "noretry"] {
+            let addr = SocketAddr::from((self.lab.lb.addr, haproxy::port(proxy)));
+            let spec = Spec {
+                threads: 1,
+                ..Spec::get(addr, SMALL_PATH, 16, Duration::from_secs(600))
+            };
+            let control = Arc::new(Control::default());
+            let c = Arc::clone(&control);
+            let handle = netns::spawn_in(&self.lab.client.ns, move || loadgen::run(&spec, &c))?;
+            loads.push((control, handle));
+        }
         let started = Instant::now();
         let rolled = self.roll_all();
-        control.stop.store(true, Ordering::Relaxed);
-        let outcome = join(handle)?;
+        let mut outcomes = Vec::new();
+        for (control, handle) in loads {
+            control.stop.store(true, Ordering::Relaxed);
+            outcomes.push(join(handle)?);
+        }
         let steps = rolled?;
+        let sent = |o: &Outcome| o.requests + o.errors.total();
         Ok(DrainResult {
-            failed: failures(&outcome),
-            requests: outcome.requests + outcome.errors.total(),
+            failed: failures(&outcomes[0]),
+            requests: sent(&outcomes[0]),
+            noretry_failed: failures(&outcomes[1]),
+            noretry_requests: sent(&outcomes[1]),
             secs: started.elapsed().as_secs_f64(),
             steps,
         })

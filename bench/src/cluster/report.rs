@@ -42,10 +42,14 @@ pub struct ScalePoint {
 /// The rolling restart.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrainResult {
-    /// Failed requests during the whole roll.
+    /// Failed requests during the whole roll, through `rr` (retries).
     pub failed: u64,
-    /// Requests sent during it.
+    /// Requests sent through `rr` during it.
     pub requests: u64,
+    /// Failed requests through `noretry`, at the same time.
+    pub noretry_failed: u64,
+    /// Requests sent through `noretry`.
+    pub noretry_requests: u64,
     /// How long the roll took, seconds.
     pub secs: f64,
     /// For each backend, how long its drain took to empty, ms.
@@ -240,6 +244,11 @@ pub fn text(r: &ClusterResults) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let _ = writeln!(
+        s,
+        "through noretry (no retries): {} failed of {}",
+        r.drain.noretry_failed, r.drain.noretry_requests
+    );
     let _ = writeln!(s, "{}", drain_line(r));
     s
 }
@@ -262,9 +271,11 @@ pub fn markdown(r: &ClusterResults, charts: &ChartList) -> String {
     let _ = writeln!(s, "\n### Rolling restart\n");
     let _ = writeln!(
         s,
-        "Each backend drained through the runtime API, stopped with SIGTERM once `scur` was 0, restarted and set ready: {:.1} s in all.\n\n`{}`",
+        "Each backend drained through the runtime API, stopped with SIGTERM once `scur` was 0, restarted and set ready: {:.1} s in all, under load through `rr` and `noretry` at once.\n\n- `{}` (through `rr`)\n- through `noretry` (no retries): {} failed of {}",
         r.drain.secs,
-        drain_line(r)
+        drain_line(r),
+        r.drain.noretry_failed,
+        r.drain.noretry_requests
     );
     s
 }
