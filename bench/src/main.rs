@@ -398,6 +398,14 @@ fn run_cluster(args: &Args, after_compare: bool) -> io::Result<()> {
             )));
         }
     };
+    if stage == "stage2-http-seq" {
+        // The balancer keeps connections to its backends open and reuses
+        // them; a server that serves one connection at a time would make
+        // every other connection, the health checks' too, wait behind it.
+        return Err(io::Error::other(
+            "--scenario cluster: stage 2 serves one connection at a time, so behind a balancer that keeps its connections open the health checks wait forever; use stage 3, 4 or 5",
+        ));
+    }
     if args.backends == 0 || args.backends > 200 {
         return Err(io::Error::other("--backends takes 1 to 200"));
     }
