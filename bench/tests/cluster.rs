@@ -8,11 +8,11 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bench::cluster::netns;
 use bench::targets::TempDir;
-use common::testkit::{require_root, require_tool};
+use common::testkit::{eventually, require_root, require_tool};
 
 mod support;
 
@@ -63,11 +63,20 @@ fn explain(out: &Output, report: &Path) -> String {
     s
 }
 
+/// A process id that no process has now (for the name of a "stale" lab).
+fn dead_pid() -> u32 {
+    (900_000..1_000_000)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid")
+}
+
 /// A short cluster run: it prints the scaling table and the drain line
 /// with 0 failed requests, every setup through the balancer answered
 /// requests without failures, the crash was seen and timed, and
 /// afterwards no lab namespace of the run, no new interface in the
-/// machine's namespace and no process of the lab is left.
+/// machine's namespace and no process of the lab is left. A lab that a
+/// killed run left behind (a namespace named after a dead bench, with a
+/// process still running in it) is removed first.
 #[test]
 fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
     let what = "the cluster scenario's test";
@@ -82,6 +91,24 @@ fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
     let target_dir = support::fake_target_dir(&dir.path, &bins);
     let report = dir.path.join("report");
     let links_before = root_links();
+
+    // What a killed run leaves: its namespace, and a process inside it.
+    let stale = format!("{}{}-b1", netns::PREFIX, dead_pid());
+    netns::ip(&["netns", "add", &stale]).expect("create a stale namespace");
+    let mut orphan = Command::new("ip")
+        .args(["netns", "exec", &stale, "sleep", "600"])
+        .spawn()
+        .expect("start a process in the stale namespace");
+    eventually(
+        "the process runs in the stale namespace",
+        Duration::from_secs(10),
+        || {
+            Command::new("ip")
+                .args(["netns", "pids", &stale])
+                .output()
+                .is_ok_and(|o| !o.stdout.trim_ascii().is_empty())
+        },
+    );
 
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_bench"))
@@ -149,6 +176,19 @@ fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
     }
     let summary = fs::read_to_string(report.join("summary.md")).expect("summary.md");
     assert!(summary.contains("## Cluster behind HAProxy"), "{summary}");
+
+    // The stale lab is gone, and so is the process that ran in it.
+    assert!(
+        !netns::lab_namespaces().contains(&stale),
+        "the stale namespace {stale} is still there"
+    );
+    let status = orphan.try_wait().expect("wait for the orphan");
+    let _ = orphan.kill();
+    let _ = orphan.wait();
+    assert!(
+        status.is_some(),
+        "the process in the stale namespace was not killed"
+    );
 
     // Nothing is left behind.
     let ours = format!("{}{pid}-", netns::PREFIX);
