@@ -1,7 +1,8 @@
 //! `--scenario cluster` end to end, short: the real bench binary builds
 //! the namespaces, runs HAProxy in front of two stage 4 backends, serves
-//! through the balancer, rolls the backends without losing a request, and
-//! leaves no namespace, network interface or process behind. It needs
+//! through the balancer, rolls the backends without losing a request,
+//! kills one, and leaves no namespace, network interface or process
+//! behind. It needs
 //! root, `ip` and `haproxy`; under `CI` a missing one fails the test,
 //! naming the package. Like every test of the bench, it asserts no speed.
 
@@ -166,10 +167,23 @@ fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
         shares.iter().all(|s| s.as_f64().unwrap_or(0.0) > 0.0),
         "a backend got no request with two in service: {shares:?}"
     );
-    // The crash was noticed by both proxies' health checks.
-    for k in results["kill"].as_array().expect("kill results") {
+    // The crash was noticed by both proxies' health checks, and the
+    // clients of the proxy without retries saw it (a third or a half of
+    // their requests fail for at least one check interval): the kill is
+    // real and the load generator counts failures as they happen.
+    let kills = results["kill"].as_array().expect("kill results");
+    for k in kills {
         assert!(k["down_ms"].as_f64().is_some(), "not marked down: {k}");
     }
+    let noretry = kills
+        .iter()
+        .find(|k| k["proxy"] == "noretry")
+        .expect("a noretry row");
+    assert!(
+        noretry["failed_after_kill"].as_u64().unwrap_or(0) > 0
+            && noretry["first_failure_ms"].as_f64().is_some(),
+        "no client of the proxy without retries failed after the kill: {noretry}"
+    );
     for chart in ["cluster-throughput.svg", "cluster-balance.svg"] {
         let svg = fs::read_to_string(report.join(chart)).unwrap_or_default();
         assert!(svg.contains("<svg"), "{chart} is missing");
