@@ -151,7 +151,11 @@ fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
     )
     .expect("cluster.json is JSON");
     let points = results["scaling"].as_array().expect("scaling points");
-    assert_eq!(points.len(), 4, "1, 2 backends, leastconn, no keep-alive");
+    assert_eq!(
+        points.len(),
+        4,
+        "1, 2 backends, leastconn, http-server-close"
+    );
     for p in points.iter().chain(results["hop"].as_array().expect("hop")) {
         let rps = p["rps"]["median"].as_f64().unwrap_or(0.0);
         assert!(rps > 0.0, "{} served nothing: {p}", p["label"]);

@@ -391,29 +391,36 @@ impl Cluster<'_> {
                 }
             }
         }
-        let point = |label: &str, backends: usize, conns: usize, ws: &[Window]| {
-            ScalePoint::of(label, backends, conns, ws)
+        let point = |label: &str, proxy: &str, backends: usize, conns: usize, ws: &[Window]| {
+            ScalePoint::of(label, proxy, backends, conns, ws)
         };
         let mut scaling: Vec<ScalePoint> = scale
             .iter()
             .enumerate()
             .map(|(i, ws)| {
                 let label = format!("{} backend{}", i + 1, if i == 0 { "" } else { "s" });
-                point(&label, i + 1, s.conns, ws)
+                point(&label, "rr", i + 1, s.conns, ws)
             })
             .collect();
-        scaling.push(point(&format!("{n} backends, leastconn"), n, s.conns, &lc));
         scaling.push(point(
-            &format!("{n} backends, no keep-alive to backends"),
+            &format!("{n} backends, leastconn"),
+            "lc",
+            n,
+            s.conns,
+            &lc,
+        ));
+        scaling.push(point(
+            &format!("{n} backends, http-server-close"),
+            "close",
             n,
             s.conns,
             &close,
         ));
         let hop = vec![
-            point("direct to s1", 1, s.conns, &direct),
-            point("via balancer, 1 backend", 1, s.conns, &scale[0]),
-            point("direct to s1", 1, 1, &direct1),
-            point("via balancer, 1 backend", 1, 1, &via1),
+            point("direct to s1", "direct", 1, s.conns, &direct),
+            point("via balancer, 1 backend", "rr", 1, s.conns, &scale[0]),
+            point("direct to s1", "direct", 1, 1, &direct1),
+            point("via balancer, 1 backend", "rr", 1, 1, &via1),
         ];
         self.in_service(n)?;
         eprintln!("bench: cluster rolling restart of {n} backend(s) under load");
@@ -722,7 +729,7 @@ fn join<T>(h: thread::JoinHandle<io::Result<T>>) -> io::Result<T> {
 }
 
 impl ScalePoint {
-    fn of(label: &str, backends: usize, conns: usize, ws: &[Window]) -> ScalePoint {
+    fn of(label: &str, proxy: &str, backends: usize, conns: usize, ws: &[Window]) -> ScalePoint {
         let med = |f: &dyn Fn(&Window) -> f64| {
             crate::stats::median(&ws.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
         };
@@ -741,6 +748,7 @@ impl ScalePoint {
             .collect();
         ScalePoint {
             label: label.to_string(),
+            proxy: proxy.to_string(),
             backends,
             conns,
             rps: Spread::of(&ws.iter().map(|w| w.rps).collect::<Vec<_>>()),

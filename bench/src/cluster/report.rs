@@ -18,6 +18,8 @@ use crate::stats::Spread;
 pub struct ScalePoint {
     /// What was measured (`2 backends`, `direct to s1`…).
     pub label: String,
+    /// Through which proxy (`rr`, `lc`, `close`), or `direct`.
+    pub proxy: String,
     /// Backends in service.
     pub backends: usize,
     /// Keep-alive connections of the closed-loop load.
@@ -292,7 +294,7 @@ pub fn write_charts(out: &Path, r: &ClusterResults, footer: &str) -> ChartList {
     let bars: Vec<(String, f64, f64, f64)> = r
         .hop
         .iter()
-        .filter(|p| p.conns > 1 && p.label.starts_with("direct"))
+        .filter(|p| p.conns > 1 && p.proxy == "direct")
         .chain(&r.scaling)
         .filter_map(|p| p.rps.map(|s| (p.label.clone(), s.median, s.min, s.max)))
         .collect();
@@ -309,7 +311,7 @@ pub fn write_charts(out: &Path, r: &ClusterResults, footer: &str) -> ChartList {
     let groups: Vec<(String, Vec<f64>)> = r
         .scaling
         .iter()
-        .filter(|p| p.backends == r.backends && !p.label.contains("keep-alive"))
+        .filter(|p| p.backends == r.backends && matches!(p.proxy.as_str(), "rr" | "lc"))
         .map(|p| (p.label.clone(), p.share_pct.clone()))
         .collect();
     let title = "Share of requests per backend (s1, s2, …)".to_string();
