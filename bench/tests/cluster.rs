@@ -7,6 +7,7 @@
 //! naming the package. Like every test of the bench, it asserts no speed.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -222,4 +223,54 @@ fn cluster_serves_through_haproxy_drains_without_loss_and_cleans_up() {
     assert!(new_links.is_empty(), "interfaces left: {new_links:?}");
     let procs = processes_mentioning(&report.to_string_lossy());
     assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// Without root (here: inside a user namespace, where the bench's user
+/// is `nobody`) the lab stops at once with a message that says it needs
+/// root, and creates nothing.
+#[test]
+fn cluster_without_root_says_so_at_once() {
+    let what = "the cluster scenario's refusal without root";
+    if !(require_root(what)
+        && require_tool(&["unshare", "--version"], "util-linux", what)
+        && require_tool(&["ip", "-V"], "iproute2", what)
+        && require_tool(&["haproxy", "-v"], "haproxy", what))
+    {
+        return;
+    }
+    let bins = support::build_stages(&["stage4-epoll"]);
+    let dir = TempDir::new("bench-cluster-noroot").expect("a temp dir");
+    let target_dir = support::fake_target_dir(&dir.path, &bins);
+    // Writable by the unprivileged user the bench runs as.
+    let report = dir.path.join("report");
+    fs::create_dir_all(&report).expect("create the report folder");
+    fs::set_permissions(&report, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut child = Command::new("unshare")
+        .arg("--user")
+        .arg(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scenario", "cluster", "--no-build", "--out"])
+        .arg(&report)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare runs");
+    let pid = child.id();
+    eventually(
+        "the bench without root exits",
+        Duration::from_secs(30),
+        || matches!(child.try_wait(), Ok(Some(_))),
+    );
+    let out = child.wait_with_output().expect("its output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it succeeded without root: {stderr}");
+    assert!(
+        stderr.contains("needs root"),
+        "the message does not say it needs root: {stderr}"
+    );
+    let ours = format!("{}{pid}-", netns::PREFIX);
+    assert!(
+        !netns::lab_namespaces().iter().any(|n| n.starts_with(&ours)),
+        "it created namespaces"
+    );
 }
