@@ -261,4 +261,35 @@ mod tests {
         }
         assert_eq!(text.matches("server s2 198.18.0.12:8080 check").count(), 4);
     }
+
+    /// The `defaults` block the cluster chapter shows is the one the lab
+    /// writes: every line of it is in the generated configuration, so the
+    /// book cannot drift from the code.
+    #[test]
+    fn the_chapter_shows_the_real_defaults() {
+        let chapter = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/cluster.md"
+        ))
+        .expect("read docs/src/cluster.md");
+        let block = chapter
+            .split("```text\n")
+            .find(|b| b.starts_with("defaults\n"))
+            .and_then(|b| b.split("```").next())
+            .expect("the chapter shows a defaults block");
+        let text = config(&Config {
+            bind: Ipv4Addr::new(198, 18, 0, 2),
+            backends: &["198.18.0.11:8080".parse().unwrap()],
+            check_path: "/server-status",
+            socket: Path::new("/tmp/x.sock"),
+            threads: 2,
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                lines.contains(&line),
+                "the chapter's line {line:?} is not in the configuration:\n{text}"
+            );
+        }
+    }
 }
