@@ -433,6 +433,7 @@ fn run_cluster(args: &Args, after_compare: bool) -> io::Result<()> {
         kill_rate: if args.quick { 1000.0 } else { 2000.0 },
         site,
         logs: out.join("logs").join("cluster"),
+        scratch: scratch.path.clone(),
         lb_threads: cpus.max(1),
     };
     let results = cluster::run(&settings)?;

@@ -92,6 +92,8 @@ pub struct Settings {
     pub site: PathBuf,
     /// Where the configuration and the logs go (absolute).
     pub logs: PathBuf,
+    /// A short scratch folder for HAProxy's stats socket (absolute).
+    pub scratch: PathBuf,
     /// Threads HAProxy runs.
     pub lb_threads: usize,
 }
@@ -192,8 +194,11 @@ pub fn run(settings: &Settings) -> io::Result<ClusterResults> {
         b.proc = Some(start_backend(settings, &b)?);
         backends.push(b);
     }
-    let socket = settings.logs.join("haproxy.sock");
+    // A Unix socket's path has at most 107 bytes, so the runtime API's
+    // socket goes in the short scratch folder, not next to the logs.
+    let socket = settings.scratch.join("haproxy.sock");
     let _ = fs::remove_file(&socket);
+    eprintln!("bench: HAProxy's runtime API: {}", socket.display());
     let balancer = start_balancer(settings, &lab, &backends, &socket)?;
     let mut cluster = Cluster {
         settings,
@@ -212,8 +217,11 @@ pub fn run(settings: &Settings) -> io::Result<ClusterResults> {
     } = cluster;
     drop(backends);
     drop(balancer);
-    lab.destroy()?;
-    results
+    // A failed phase's error is the one worth reporting.
+    let destroyed = lab.destroy();
+    let results = results?;
+    destroyed?;
+    Ok(results)
 }
 
 /// Root, `ip` and `haproxy`, each missing one named with its package.
