@@ -98,9 +98,9 @@ pub struct Settings {
     pub lb_threads: usize,
 }
 
-/// The flags a stage is given as a backend: one event loop or worker
-/// (one backend is about one core's worth of server), the status page
-/// open to the balancer's health checks.
+/// The flags a stage is given as a backend on top of the common ones: one
+/// event loop or worker, so that one backend is about one core's worth of
+/// server and adding backends is what adds capacity.
 fn stage_flags(stage: &str) -> &'static [&'static str] {
     match stage {
         "stage4-epoll" => &["--loops", "1"],
@@ -112,7 +112,10 @@ fn stage_flags(stage: &str) -> &'static [&'static str] {
 /// A process the lab started; killed when dropped.
 #[derive(Debug)]
 struct Proc {
+    /// What it is, for messages (`s1 (stage4-epoll)`, `haproxy`).
     name: String,
+    /// `ip netns exec …`, which became the program itself (it `exec`s
+    /// without forking), so its pid is the server's or HAProxy's.
     child: Child,
 }
 
@@ -158,16 +161,23 @@ struct Backend {
     ns: String,
     /// Where it listens.
     addr: SocketAddr,
+    /// The running process; `None` between a stop and the restart, and
+    /// after the crash.
     proc: Option<Proc>,
 }
 
 /// The lab with its processes: dropped in field order, so the processes
 /// are killed before the namespaces are deleted.
 struct Cluster<'a> {
+    /// What the run was given.
     settings: &'a Settings,
+    /// The backends, `s1` first.
     backends: Vec<Backend>,
+    /// HAProxy, in the balancer's host.
     balancer: Proc,
+    /// HAProxy's stats socket: the runtime API.
     socket: PathBuf,
+    /// The hosts; last, so that it is dropped after every process.
     lab: netns::Lab,
 }
 
