@@ -274,3 +274,58 @@ fn cluster_without_root_says_so_at_once() {
         "it created namespaces"
     );
 }
+
+/// Ctrl-C in the middle of a run (SIGINT, once the lab's namespaces
+/// exist) ends the run with an error that says so, and still tears the
+/// lab down: no namespace of the run is left.
+#[test]
+fn an_interrupted_cluster_run_tears_its_lab_down() {
+    let what = "the cluster scenario's interruption";
+    if !(require_root(what)
+        && require_tool(&["ip", "-V"], "iproute2", what)
+        && require_tool(&["haproxy", "-v"], "haproxy", what))
+    {
+        return;
+    }
+    let bins = support::build_stages(&["stage4-epoll"]);
+    let dir = TempDir::new("bench-cluster-sigint").expect("a temp dir");
+    let target_dir = support::fake_target_dir(&dir.path, &bins);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scenario", "cluster", "--backends", "1", "--no-build"])
+        .arg("--out")
+        .arg(dir.path.join("report"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the bench binary runs");
+    let pid = child.id();
+    let ours = format!("{}{pid}-", netns::PREFIX);
+    let mine = || {
+        netns::lab_namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&ours))
+            .collect::<Vec<_>>()
+    };
+    // Interrupt it while it builds the lab or runs it: once the
+    // client's host exists.
+    let client = format!("{ours}client");
+    eventually("the lab is being built", Duration::from_secs(60), || {
+        mine().contains(&client)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
+    eventually(
+        "the interrupted bench exits",
+        Duration::from_secs(60),
+        || matches!(child.try_wait(), Ok(Some(_))),
+    );
+    let out = child.wait_with_output().expect("its output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it succeeded though interrupted");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(mine().is_empty(), "namespaces left: {:?}", mine());
+}

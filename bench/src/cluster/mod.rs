@@ -41,7 +41,7 @@ use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -177,6 +177,9 @@ struct Cluster<'a> {
     balancer: Proc,
     /// HAProxy's stats socket: the runtime API.
     socket: PathBuf,
+    /// Set by SIGINT or SIGTERM: every wait of the lab looks at it and
+    /// ends the run, so that an interrupted run still tears down.
+    interrupted: Arc<AtomicBool>,
     /// The hosts; last, so that it is dropped after every process.
     lab: netns::Lab,
 }
@@ -184,6 +187,9 @@ struct Cluster<'a> {
 /// Builds the cluster, runs every phase, tears it all down.
 pub fn run(settings: &Settings) -> io::Result<ClusterResults> {
     preflight()?;
+    // Ctrl-C (or SIGTERM) sets a flag instead of killing the bench, so the
+    // lab is torn down; a second one exits at once (the next run cleans up).
+    let signals = common::signals::Signals::install()?;
     fs::create_dir_all(&settings.logs)?;
     let lab = netns::Lab::create(settings.backends)?;
     eprintln!(
@@ -215,6 +221,7 @@ pub fn run(settings: &Settings) -> io::Result<ClusterResults> {
         backends,
         balancer,
         socket,
+        interrupted: signals.shutdown_flag(),
         lab,
     };
     cluster.wait_servers("every backend UP", |s| s.up())?;
@@ -478,6 +485,17 @@ impl Cluster<'_> {
         })
     }
 
+    /// An error once SIGINT or SIGTERM arrived.
+    fn check_interrupted(&self) -> io::Result<()> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "interrupted; the cluster lab was torn down",
+            ));
+        }
+        Ok(())
+    }
+
     /// Waits until `ok` holds for every server line of `show stat`.
     fn wait_servers(
         &self,
@@ -486,6 +504,7 @@ impl Cluster<'_> {
     ) -> io::Result<()> {
         let deadline = Instant::now() + WAIT;
         loop {
+            self.check_interrupted()?;
             let stat = haproxy::stat(&self.socket)?;
             if !stat.is_empty() && stat.iter().all(&ok) {
                 return Ok(());
@@ -535,6 +554,7 @@ impl Cluster<'_> {
     /// One closed-loop keep-alive window of `conns` connections from the
     /// client host to `addr`.
     fn window(&self, addr: SocketAddr, conns: usize) -> io::Result<Window> {
+        self.check_interrupted()?;
         let s = self.settings;
         let spec = Spec {
             threads: 1,
@@ -671,7 +691,13 @@ impl Cluster<'_> {
         let mut seen = base.clone();
         let deadline = killed_at + WAIT;
         let mut all_down_at: Option<Instant> = None;
+        // An error ends the watch, but the loads are stopped first.
+        let mut watched = Ok(());
         loop {
+            if let Err(e) = self.check_interrupted() {
+                watched = Err(e);
+                break;
+            }
             let now = Instant::now();
             let ms = now.duration_since(killed_at).as_secs_f64() * 1000.0;
             for (k, (c, _)) in loads.iter().enumerate() {
@@ -682,7 +708,13 @@ impl Cluster<'_> {
                     seen[k] = f;
                 }
             }
-            let stat = haproxy::stat(&self.socket)?;
+            let stat = match haproxy::stat(&self.socket) {
+                Ok(stat) => stat,
+                Err(e) => {
+                    watched = Err(e);
+                    break;
+                }
+            };
             for (k, proxy) in proxies.iter().enumerate() {
                 if down_ms[k].is_none()
                     && stat
@@ -706,9 +738,14 @@ impl Cluster<'_> {
         }
         self.backends[i].proc = None;
         let mut out = Vec::new();
-        for (k, (control, handle)) in loads.into_iter().enumerate() {
+        for (control, _) in &loads {
             control.stop.store(true, Ordering::Relaxed);
-            let outcome = join(handle)?;
+        }
+        let outcomes: Vec<io::Result<Outcome>> =
+            loads.into_iter().map(|(_, handle)| join(handle)).collect();
+        watched?;
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = outcome?;
             out.push(KillResult {
                 proxy: proxies[k].to_string(),
                 rate: s.kill_rate,
