@@ -684,7 +684,7 @@ impl Cluster<'_> {
             .collect();
         // The host dies: every process in its namespace, at once.
         let killed_at = Instant::now();
-        kill_namespace(&self.backends[i].ns);
+        netns::kill_all(&self.backends[i].ns);
         let mut down_ms: Vec<Option<f64>> = vec![None; proxies.len()];
         let mut first_ms: Vec<Option<f64>> = vec![None; proxies.len()];
         let mut last_ms: Vec<Option<f64>> = vec![None; proxies.len()];
@@ -758,18 +758,6 @@ impl Cluster<'_> {
             });
         }
         Ok(out)
-    }
-}
-
-/// SIGKILL to every process in namespace `ns`.
-fn kill_namespace(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
     }
 }
 

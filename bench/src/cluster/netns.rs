@@ -120,8 +120,9 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
-/// Kills every process inside namespace `name` (SIGKILL) and deletes it.
-fn remove(name: &str) -> io::Result<()> {
+/// Sends SIGKILL to every process inside namespace `name` (what
+/// `ip netns pids` lists): the host crashes.
+pub fn kill_all(name: &str) {
     if let Ok(out) = Command::new("ip")
         .args(["netns", "pids", name])
         .stderr(Stdio::null())
@@ -134,6 +135,11 @@ fn remove(name: &str) -> io::Result<()> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+}
+
+/// Kills every process inside namespace `name` and deletes it.
+fn remove(name: &str) -> io::Result<()> {
+    kill_all(name);
     ip(&["netns", "delete", name])
 }
 
