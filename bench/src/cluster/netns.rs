@@ -20,6 +20,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -137,10 +138,15 @@ pub fn kill_all(name: &str) {
     }
 }
 
-/// Kills every process inside namespace `name` and deletes it.
+/// Kills every process inside namespace `name` and deletes it. A
+/// namespace that is gone by the time it is deleted is no error: another
+/// bench starting at the same moment may have cleaned the same stale lab.
 fn remove(name: &str) -> io::Result<()> {
     kill_all(name);
-    ip(&["netns", "delete", name])
+    match ip(&["netns", "delete", name]) {
+        Err(_) if !Path::new(NETNS_DIR).join(name).exists() => Ok(()),
+        done => done,
+    }
 }
 
 /// Removes what a killed run left behind: every lab namespace whose bench
