@@ -29,6 +29,9 @@
 //! - [`machine`]: what the machine is, and CPU pinning.
 //! - [`check`]: `bench check --stage N -- COMMAND`, the stage checker that
 //!   grades anyone's server with the checks of `common::testkit`.
+//! - [`cluster`]: `--scenario cluster`, the stages as a cluster behind
+//!   HAProxy on hosts made of network namespaces ([`cluster::netns`]),
+//!   with HAProxy's configuration and runtime API ([`cluster::haproxy`]).
 //! - [`floor`]: the `floor` binary's loop, the smallest responder this
 //!   machine can run: the report's ceiling, not a server.
 //! - [`load_step`]: `bench load-step`, stage 5's self-sizing pool under a
@@ -54,6 +57,7 @@
 
 pub mod charts;
 pub mod check;
+pub mod cluster;
 pub mod floor;
 pub mod latency;
 pub mod lineup;

@@ -18,7 +18,7 @@ use bench::report::{self, Results, RunRecord, WrkCheck};
 use bench::rounds::Rounds;
 use bench::scenarios::{self, GenSettings, Profile, Scenario};
 use bench::targets::{self, Target, TempDir};
-use bench::{charts, wrk};
+use bench::{charts, cluster, wrk};
 use clap::Parser;
 
 // `--quick`, `--scenario`, `--stage`, `--out` and `--no-build` are a public
@@ -39,9 +39,16 @@ struct Args {
     quick: bool,
 
     /// Run only this scenario (repeatable). Scenarios: sweep,
-    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers.
+    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers;
+    /// and `cluster` (needs root and HAProxy: the stage named by `--stage`,
+    /// default stage4-epoll, on `--backends` hosts behind HAProxy), which
+    /// only runs when named.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
+
+    /// `--scenario cluster`: backend hosts.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    backends: usize,
 
     /// Run only this server (repeatable): a stage package name, `nginx`,
     /// `nginx-nosendfile`, `h2o`, `lighttpd`, `floor` (the ceiling, not a server), or a `--peer` name. Default: all.
@@ -136,10 +143,33 @@ fn main() {
     }
 }
 
-/// A bench run, step by step.
+/// A bench run, step by step: the scenarios that compare servers, then
+/// the cluster lab if it was asked for.
 fn run(args: &Args) -> io::Result<()> {
     raise_fd_limit();
-    let plan = Plan::new(args)?;
+    let cluster = args.scenarios.iter().any(|s| s == CLUSTER);
+    let rest: Vec<String> = args
+        .scenarios
+        .iter()
+        .filter(|s| *s != CLUSTER)
+        .cloned()
+        .collect();
+    let compared = !cluster || !rest.is_empty() || args.wrk_check_only;
+    if compared {
+        compare(args, &rest)?;
+    }
+    if cluster {
+        run_cluster(args, compared)?;
+    }
+    Ok(())
+}
+
+/// The name `--scenario` gives the cluster lab.
+const CLUSTER: &str = "cluster";
+
+/// The comparison of the servers, step by step.
+fn compare(args: &Args, scenarios: &[String]) -> io::Result<()> {
+    let plan = Plan::new(args, scenarios)?;
     // The bench runs on the load generator's CPUs from here on; each
     // server is started on the servers' (see `targets::start`).
     if let Some(p) = &plan.pinning {
@@ -209,19 +239,19 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &Args) -> io::Result<Plan> {
+    fn new(args: &Args, names: &[String]) -> io::Result<Plan> {
         let profile = profile(args);
         let scenarios = if args.wrk_check_only {
             Vec::new()
-        } else if args.scenarios.is_empty() {
+        } else if names.is_empty() {
             profile.default_scenarios()
         } else {
-            args.scenarios
+            names
                 .iter()
                 .map(|n| {
                     scenarios::scenario(n).ok_or_else(|| {
                         io::Error::other(format!(
-                            "unknown scenario {n:?}; known: {}",
+                            "unknown scenario {n:?}; known: {}, {CLUSTER}",
                             report::scenario_names()
                         ))
                     })
@@ -352,6 +382,97 @@ fn wrk_check(
         eprintln!("{}", report::wrk_text(w));
     }
     Ok(check)
+}
+
+/// `--scenario cluster`: builds (or finds) the stage, runs the lab, prints
+/// its tables and writes `cluster.json`, its charts and its section of
+/// `summary.md` (appended when the comparison wrote one in this run).
+fn run_cluster(args: &Args, after_compare: bool) -> io::Result<()> {
+    let stage = match args.stages.as_slice() {
+        [] => cluster::DEFAULT_STAGE.to_string(),
+        [one] if targets::STAGES.contains(&one.as_str()) => one.clone(),
+        _ => {
+            return Err(io::Error::other(format!(
+                "--scenario cluster runs one stage: give at most one --stage, one of {}",
+                targets::STAGES.join(", ")
+            )));
+        }
+    };
+    if stage == "stage2-http-seq" {
+        // The balancer keeps connections to its backends open and reuses
+        // them; a server that serves one connection at a time would make
+        // every other connection, the health checks' too, wait behind it.
+        return Err(io::Error::other(
+            "--scenario cluster: stage 2 serves one connection at a time, so behind a balancer that keeps its connections open the health checks wait forever; use stage 3, 4 or 5",
+        ));
+    }
+    if args.backends == 0 || args.backends > 200 {
+        return Err(io::Error::other("--backends takes 1 to 200"));
+    }
+    let root = targets::workspace_root();
+    let bin = if args.no_build {
+        targets::release_binary(&root, &stage)
+    } else {
+        eprintln!("bench: building {stage}");
+        targets::build_release(&root, &stage)
+    }
+    .map_err(|e| io::Error::other(format!("{stage}: {e}")))?;
+    let profile = profile(args);
+    let cpus = machine::allowed_cpus().len();
+    let scratch = TempDir::new("bench-cluster")?;
+    let site = targets::make_site(&args.root, &scratch.path)?;
+    let out = report_dir(&args.out)?;
+    let settings = cluster::Settings {
+        stage,
+        bin,
+        backends: args.backends,
+        rounds: profile.rounds,
+        warmup: profile.warmup,
+        duration: profile.duration,
+        conns: 64,
+        kill_rate: if args.quick { 1000.0 } else { 2000.0 },
+        site,
+        logs: out.join("logs").join("cluster"),
+        scratch: scratch.path.clone(),
+        lb_threads: cpus.max(1),
+    };
+    let results = cluster::run(&settings)?;
+    let m = Machine::detect();
+    let footer = format!(
+        "{} · cluster lab, median of {} rounds, whiskers min–max",
+        m.label(),
+        profile.rounds
+    );
+    let charts = cluster::report::write_charts(&out, &results, &footer);
+    cluster::report::write_json(&out, &results)?;
+    let section = cluster::report::markdown(&results, &charts);
+    let summary = out.join("summary.md");
+    if after_compare {
+        let mut text = fs::read_to_string(&summary).unwrap_or_default();
+        text.push_str(&section);
+        fs::write(&summary, text)?;
+    } else {
+        let command = std::env::args()
+            .skip(1)
+            .fold("cargo run --release -p bench --".to_string(), |a, b| {
+                format!("{a} {b}")
+            });
+        fs::write(
+            &summary,
+            format!(
+                "# Benchmark report\n\nMachine: {} cores ({}), {:.0} GiB, Linux {}. Date: {}.\n\nCommand: `{command}`\n{section}",
+                m.cores, m.cpu, m.memory_gib, m.kernel, m.date
+            ),
+        )?;
+    }
+    println!("{}", m.label());
+    print!("{}", cluster::report::text(&results));
+    println!(
+        "\nreport: {}/summary.md, cluster.json, {} chart(s)",
+        out.display(),
+        charts.len()
+    );
+    Ok(())
 }
 
 /// Creates the report folder `--out` and returns its absolute path.

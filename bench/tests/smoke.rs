@@ -6,13 +6,15 @@
 //! the bench, it never asserts how fast anything was.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
 use bench::lineup::Help;
 use bench::targets::TempDir;
 use common::testkit::require_tool;
+
+mod support;
 
 /// The stages the smoke run measures: two that can take every point of
 /// the two scenarios (stage 2 cannot take 256 keep-alive connections, by
@@ -21,64 +23,6 @@ const STAGES: [&str; 2] = ["stage3-threadpool", "stage4-epoll"];
 
 /// The charts that `sweep` and `large-file` give.
 const CHARTS: [&str; 3] = ["throughput.svg", "latency.svg", "bandwidth.svg"];
-
-/// The workspace the test was built from.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the bench crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Builds [`STAGES`] with `cargo build` (debug: a smoke run measures
-/// nothing, and a release build would cost a minute on two cores) and
-/// returns each binary's path, from cargo's JSON messages. Under
-/// `cargo test --workspace` they are already built and this takes a
-/// moment; under `cargo test -p bench` it builds them.
-fn build_stages() -> Vec<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--bins",
-        "--message-format=json-render-diagnostics",
-    ])
-    .current_dir(workspace_root());
-    for stage in STAGES {
-        cmd.args(["-p", stage]);
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build of {STAGES:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    STAGES
-        .iter()
-        .map(|stage| {
-            out.stdout
-                .split(|&b| b == b'\n')
-                .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-                .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == *stage)
-                .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-                .unwrap_or_else(|| panic!("cargo reported no binary for {stage}"))
-        })
-        .collect()
-}
-
-/// Lays out `dir/target/release/` with links to `bins`: `--no-build` takes
-/// the stages from `$CARGO_TARGET_DIR/release/`, so with `CARGO_TARGET_DIR`
-/// set to `dir/target` the bench runs the binaries just built.
-fn fake_target_dir(dir: &Path, bins: &[PathBuf]) -> PathBuf {
-    let target = dir.join("target");
-    let release = target.join("release");
-    fs::create_dir_all(&release).expect("create the target folder");
-    for bin in bins {
-        let name = bin.file_name().expect("a binary has a file name");
-        std::os::unix::fs::symlink(bin, release.join(name)).expect("link a stage binary");
-    }
-    target
-}
 
 /// The Markdown tables of `md`: each as its header and its rows, split into
 /// cells (no server or point name here contains an escaped `|`).
@@ -140,9 +84,9 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
         "nginx-light",
         "the bench smoke test's nginx row",
     );
-    let bins = build_stages();
+    let bins = support::build_stages(&STAGES);
     let dir = TempDir::new("bench-smoke").expect("a temp dir");
-    let target_dir = fake_target_dir(&dir.path, &bins);
+    let target_dir = support::fake_target_dir(&dir.path, &bins);
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
     cmd.args(["--quick", "--rounds", "1"])
@@ -311,9 +255,9 @@ fn main_command_writes_a_full_report_with_a_relative_out() {
 /// be zero and every rate row would read `failed`.
 #[test]
 fn fixed_rate_runs_at_fractions_of_a_calibrated_maximum() {
-    let bins = build_stages();
+    let bins = support::build_stages(&STAGES);
     let dir = TempDir::new("bench-fixed-rate").expect("a temp dir");
-    let target_dir = fake_target_dir(&dir.path, &bins);
+    let target_dir = support::fake_target_dir(&dir.path, &bins);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
     cmd.args(["--quick", "--rounds", "1"])
         .args(["--duration", "0.3", "--warmup", "0.1"])

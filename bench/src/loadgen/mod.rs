@@ -27,7 +27,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,11 @@ pub struct Control {
     /// [`Mode::Hold`]: connections currently held open after their one
     /// response.
     pub held: AtomicUsize,
+    /// Failed requests so far, in the window or not (errors of every kind
+    /// but the end-of-run timeouts, and non-2xx responses): the cluster
+    /// lab samples it while it kills a backend, to see *when* clients
+    /// failed, not only how many.
+    pub failed: AtomicU64,
 }
 
 /// Errors by kind, as wrk reports them.
@@ -634,6 +639,10 @@ impl<'s> Worker<'s> {
                 self.errors.parse += 1;
                 continue;
             };
+            let failed = !(200..300).contains(&r.status);
+            if failed {
+                control.failed.fetch_add(1, Ordering::Relaxed);
+            }
             if counted {
                 latency::record(
                     &mut self.latency,
@@ -641,7 +650,7 @@ impl<'s> Worker<'s> {
                 );
                 self.requests += 1;
                 self.body_bytes += r.body_len;
-                if !(200..300).contains(&r.status) {
+                if failed {
                     self.non_2xx += 1;
                 }
                 c.completed += 1;
@@ -681,6 +690,7 @@ impl<'s> Worker<'s> {
         }
         let lost = c.inflight.len() as u64;
         self.errors.closed += lost;
+        control.failed.fetch_add(lost, Ordering::Relaxed);
         if c.held {
             c.held = false;
             control.held.fetch_sub(1, Ordering::Relaxed);
@@ -711,6 +721,7 @@ impl<'s> Worker<'s> {
             Kind::Write => self.errors.write += 1,
             Kind::Parse => self.errors.parse += 1,
         }
+        control.failed.fetch_add(1, Ordering::Relaxed);
         let c = &mut self.clients[i];
         if c.held {
             c.held = false;
