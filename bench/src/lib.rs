@@ -31,6 +31,8 @@
 //!   grades anyone's server with the checks of `common::testkit`.
 //! - [`load_step`]: `bench load-step`, stage 5's self-sizing pool under a
 //!   load step, with the worker count over time as a chart.
+//! - [`proxy`]: `bench proxy`, stage 4's reverse proxy against nginx's
+//!   `proxy_pass` in front of the same upstream.
 //!
 //! # Interface
 //!
@@ -58,6 +60,7 @@ pub mod load_step;
 pub mod loadgen;
 pub mod machine;
 pub mod procfs;
+pub mod proxy;
 pub mod report;
 pub mod rounds;
 pub mod scenarios;

@@ -121,6 +121,10 @@ enum Cmd {
     /// idle): the number of workers over time, in load-step.json and a
     /// chart, load-step.svg.
     LoadStep(bench::load_step::LoadStepArgs),
+    /// Stage 4's reverse proxy (`--proxy-pass`) against nginx's
+    /// `proxy_pass`, both in front of the same stage 4 upstream, and the
+    /// upstream alone: proxy.json and proxy.md.
+    Proxy(bench::proxy::ProxyArgs),
 }
 
 fn main() {
@@ -128,6 +132,7 @@ fn main() {
     match &args.command {
         Some(Cmd::Check(check)) => std::process::exit(bench::check::main(check)),
         Some(Cmd::LoadStep(step)) => std::process::exit(bench::load_step::main(step)),
+        Some(Cmd::Proxy(proxy)) => std::process::exit(bench::proxy::main(proxy)),
         None => {}
     }
     if let Err(e) = run(&args) {
