@@ -39,7 +39,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use crate::buffer_pool::{BufferPool, Buffers};
-use crate::proxy::{Exchange, Upstreams};
+use crate::proxy::Upstreams;
 use crate::timer::{Deadline, Timers};
 use mio::Registry;
 
@@ -157,9 +157,6 @@ pub struct Connection {
     /// Input and output buffers, borrowed from the pool only while the
     /// connection has something buffered. `None` when idle.
     pub(crate) bufs: Option<Box<Buffers>>,
-    /// The request being forwarded upstream and its response, in
-    /// [`Phase::Proxying`]. Boxed: an idle connection pays one word.
-    pub(crate) exchange: Option<Box<Exchange>>,
     /// The kernel said "readable" and we have not seen `WouldBlock` (or a
     /// short read) since. With edge-triggered events this flag *is* the
     /// readiness: no new event comes until we use it up.
@@ -187,7 +184,6 @@ impl Connection {
             http: Conn::new(peer),
             phase: Phase::ReadingHead,
             bufs: None,
-            exchange: None,
             read_ready: false,
             write_ready: false,
             peer_closed: false,

@@ -475,12 +475,12 @@ impl EventLoop {
     /// its buffers go back to the pool, its timer entry becomes stale.
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
-            conn.release(&mut self.pool);
             // An exchange cut short leaves its upstream connection in an
             // unknown state: close it too.
             if let (Some(up), Some(proxy)) = (conn.upstream(), self.proxy.as_mut()) {
                 proxy.discard(up);
             }
+            conn.release(&mut self.pool);
             let counters = self.config.site.counters;
             if conn.is_waiting() {
                 counters.idle(false);

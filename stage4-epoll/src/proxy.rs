@@ -66,8 +66,11 @@ use crate::connection::{Connection, Ctx, Phase, Progress};
 pub const UPSTREAM_TOKENS: usize = 1 << (usize::BITS - 2);
 /// The most bytes buffered in each direction of one exchange: request
 /// bytes not yet written upstream, response bytes not yet written to the
-/// client. Reading stops at this mark.
+/// client. Reading stops at this mark (a read may pass it by one read's
+/// worth, [`UPSTREAM_READ`]).
 pub const STREAM_BUFFER: usize = 64 * 1024;
+/// Bytes asked for per `read(2)` of an upstream socket.
+const UPSTREAM_READ: usize = 64 * 1024;
 /// The longest response head accepted from the upstream (else 502).
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// The most header fields in a response head from the upstream.
@@ -745,9 +748,27 @@ enum Pass {
 }
 
 impl Connection {
+    /// The exchange in progress, if any (it lives with the buffers: an
+    /// idle connection pays nothing for it).
+    fn ex(&self) -> Option<&Exchange> {
+        self.bufs.as_deref().and_then(|b| b.exchange.as_deref())
+    }
+
+    /// See [`ex`](Self::ex).
+    fn ex_mut(&mut self) -> Option<&mut Exchange> {
+        self.bufs
+            .as_deref_mut()
+            .and_then(|b| b.exchange.as_deref_mut())
+    }
+
+    /// Ends the exchange (the caller disposes of its upstream connection).
+    fn take_ex(&mut self) -> Option<Box<Exchange>> {
+        self.bufs.as_deref_mut().and_then(|b| b.exchange.take())
+    }
+
     /// The upstream connection this connection's exchange holds, if any.
     pub fn upstream(&self) -> Option<usize> {
-        self.exchange.as_deref().and_then(|ex| ex.up)
+        self.ex().and_then(|ex| ex.up)
     }
 
     // ANCHOR: start
@@ -830,11 +851,11 @@ impl Connection {
         b.input.drain(..head_len);
         FORWARDED.fetch_add(1, Relaxed);
         let checkout = ups.checkout(cx.registry, cx.key, false);
-        self.exchange = Some(Box::new(ex));
+        b.exchange = Some(Box::new(ex));
         self.phase = Phase::Proxying;
         match checkout {
             Ok((key, reused)) => {
-                if let Some(ex) = self.exchange.as_deref_mut() {
+                if let Some(ex) = self.ex_mut() {
                     ex.up = Some(key);
                     ex.reused = reused;
                 }
@@ -856,7 +877,7 @@ impl Connection {
             .proxy
             .as_deref()
             .map_or(cx.timeouts.send, |p| p.config.timeout);
-        match self.exchange.as_deref() {
+        match self.ex() {
             Some(ex) if !ex.started && !matches!(ex.body, ReqBody::Done) => cx.timeouts.header,
             Some(ex) if ex.started => proxy.max(cx.timeouts.send),
             _ => proxy,
@@ -886,7 +907,7 @@ impl Connection {
         why: Failure,
         err: &dyn std::fmt::Display,
     ) -> io::Result<()> {
-        let Some(mut ex) = self.exchange.take() else {
+        let Some(mut ex) = self.take_ex() else {
             return Ok(());
         };
         let ups = cx.proxy.as_deref_mut();
@@ -947,7 +968,7 @@ impl Connection {
         why: Failure,
         err: &dyn std::fmt::Display,
     ) -> io::Result<Pass> {
-        let Some(ex) = self.exchange.as_deref_mut() else {
+        let Some(ex) = self.ex_mut() else {
             return Ok(Pass::Phase);
         };
         if ex.started {
@@ -1019,8 +1040,7 @@ impl Connection {
         }
         // The client's body, while it owes some and there is room for it.
         let wants_body = self
-            .exchange
-            .as_deref()
+            .ex()
             .is_some_and(|ex| !matches!(ex.body, ReqBody::Done));
         let room = self
             .bufs
@@ -1072,11 +1092,10 @@ impl Connection {
     /// Finishes the connect, writes `to_up`, refills it from the client's
     /// body.
     fn send_upstream(&mut self, cx: &mut Ctx<'_>) -> Sent {
-        let (Some(ex), Some(ups), Some(b)) = (
-            self.exchange.as_deref_mut(),
-            cx.proxy.as_deref_mut(),
-            self.bufs.as_deref_mut(),
-        ) else {
+        let (Some(b), Some(ups)) = (self.bufs.as_deref_mut(), cx.proxy.as_deref_mut()) else {
+            return Sent::Moved(false);
+        };
+        let Some(ex) = b.exchange.as_deref_mut() else {
             return Sent::Moved(false);
         };
         let Some(up) = ex.up.and_then(|k| ups.slab.get_mut(k)) else {
@@ -1159,7 +1178,7 @@ impl Connection {
     /// as the core would (400, 413, 431, and close) if the response has not
     /// begun, else drop the connection.
     fn bad_request_body(&mut self, cx: &mut Ctx<'_>, e: ChunkError) -> io::Result<()> {
-        let Some(mut ex) = self.exchange.take() else {
+        let Some(mut ex) = self.take_ex() else {
             return Ok(());
         };
         if let (Some(ups), Some(key)) = (cx.proxy.as_deref_mut(), ex.up) {
@@ -1197,11 +1216,10 @@ impl Connection {
         cx: &mut Ctx<'_>,
         moved_bytes: &mut u64,
     ) -> io::Result<Result<bool, (Failure, io::Error)>> {
-        let (Some(ex), Some(ups), Some(b)) = (
-            self.exchange.as_deref_mut(),
-            cx.proxy.as_deref_mut(),
-            self.bufs.as_deref_mut(),
-        ) else {
+        let (Some(b), Some(ups)) = (self.bufs.as_deref_mut(), cx.proxy.as_deref_mut()) else {
+            return Ok(Ok(false));
+        };
+        let Some(ex) = b.exchange.as_deref_mut() else {
             return Ok(Ok(false));
         };
         let Some(up) = ex.up.and_then(|k| ups.slab.get_mut(k)) else {
@@ -1223,13 +1241,12 @@ impl Connection {
                     b.out.drain(..b.written);
                     b.written = 0;
                 }
-                let pending = b.out.len() - b.written;
-                if pending >= STREAM_BUFFER {
+                if b.out.len() - b.written >= STREAM_BUFFER {
                     // The client is slower: leave the rest in the socket.
                     break;
                 }
                 let start = b.out.len();
-                b.out.resize(start + (STREAM_BUFFER - pending), 0);
+                b.out.resize(start + UPSTREAM_READ, 0);
                 (&mut b.out, start)
             };
             let room = buf.len() - start;
@@ -1317,7 +1334,7 @@ impl Connection {
     /// logged, and the client connection reads its next request or
     /// closes. Returns true if it ended.
     fn finish_if_done(&mut self, cx: &mut Ctx<'_>) -> bool {
-        let Some(ex) = self.exchange.as_deref() else {
+        let Some(ex) = self.ex() else {
             return false;
         };
         let out_empty = self.bufs.as_ref().is_none_or(|b| b.out.len() == b.written);
@@ -1325,7 +1342,7 @@ impl Connection {
         if !matches!(ex.resp, Resp::Done) || !out_empty || (!body_done && ex.keep_client) {
             return false;
         }
-        let Some(ex) = self.exchange.take() else {
+        let Some(ex) = self.take_ex() else {
             return false;
         };
         if let (Some(ups), Some(key)) = (cx.proxy.as_deref_mut(), ex.up) {
@@ -1359,7 +1376,7 @@ impl Connection {
     /// was still sending its body, else 504; once the answer began, the
     /// exchange is dropped.
     pub(crate) fn exchange_timed_out(&mut self, cx: &mut Ctx<'_>) -> io::Result<Progress> {
-        let Some(ex) = self.exchange.as_deref() else {
+        let Some(ex) = self.ex() else {
             return Ok(Progress::Done);
         };
         if ex.started {
@@ -1375,7 +1392,7 @@ impl Connection {
         }
         if !matches!(ex.body, ReqBody::Done) {
             cx.site.counters.timeout(Timeout::Header);
-            let Some(mut ex) = self.exchange.take() else {
+            let Some(mut ex) = self.take_ex() else {
                 return Ok(Progress::Done);
             };
             if let (Some(ups), Some(key)) = (cx.proxy.as_deref_mut(), ex.up) {
