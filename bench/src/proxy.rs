@@ -48,6 +48,10 @@ pub struct ProxyArgs {
     /// Where to write proxy.json and proxy.md.
     #[arg(long, value_name = "DIR", default_value = "bench-report")]
     pub out: PathBuf,
+    /// Idle upstream connections each proxy keeps: stage 4's
+    /// `--proxy-keepalive` and nginx's `keepalive`.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub keepalive: usize,
     /// Use target/release/stage4-epoll as built, instead of building it.
     #[arg(long)]
     pub no_build: bool,
@@ -73,11 +77,11 @@ pub struct Point {
 }
 
 /// nginx as a reverse proxy: one worker, `proxy_pass` to an upstream
-/// block that keeps up to 16 idle connections (what `--proxy-keepalive`
-/// defaults to), HTTP/1.1 upstream with the `Connection` header cleared
+/// block that keeps up to `keepalive` idle connections (as stage 4's
+/// `--proxy-keepalive`), HTTP/1.1 upstream with the `Connection` header cleared
 /// (without both, nginx opens a connection per request), and
 /// `X-Forwarded-For` added, as stage 4 adds it.
-pub fn nginx_proxy_conf(dir: &Path, port: u16, upstream: SocketAddr) -> String {
+pub fn nginx_proxy_conf(dir: &Path, port: u16, upstream: SocketAddr, keepalive: usize) -> String {
     let d = dir.display();
     let basics = targets::nginx_http_basics(dir);
     format!(
@@ -98,7 +102,7 @@ http {{
     server_tokens off;
 {basics}    upstream backend {{
         server {upstream};
-        keepalive 16;
+        keepalive {keepalive};
         keepalive_requests 100000000;
     }}
     server {{
@@ -124,12 +128,12 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(scratch: &Path, upstream: SocketAddr) -> io::Result<Nginx> {
+    fn start(scratch: &Path, upstream: SocketAddr, keepalive: usize) -> io::Result<Nginx> {
         let port = targets::free_port()?;
         let dir = scratch.join("nginx-proxy");
         fs::create_dir_all(&dir)?;
         let conf = dir.join("nginx.conf");
-        fs::write(&conf, nginx_proxy_conf(&dir, port, upstream))?;
+        fs::write(&conf, nginx_proxy_conf(&dir, port, upstream, keepalive))?;
         let log = fs::File::create(dir.join("stderr.log"))?;
         let child = Command::new("nginx")
             .arg("-p")
@@ -220,13 +224,21 @@ fn run(args: &ProxyArgs) -> io::Result<()> {
     let upstream = targets::start(&stage4("upstream", vec![]), &opts)?;
     let pass = format!("http://{}", upstream.addr);
     let proxy = targets::start(
-        &stage4("stage4-proxy", vec!["--proxy-pass".into(), pass]),
+        &stage4(
+            "stage4-proxy",
+            vec![
+                "--proxy-pass".into(),
+                pass,
+                "--proxy-keepalive".into(),
+                args.keepalive.to_string(),
+            ],
+        ),
         &opts,
     )?;
     let nginx = match targets::nginx_version() {
         Some(v) => {
             eprintln!("bench proxy: {v} as the reference proxy");
-            Some(Nginx::start(&scratch.path, upstream.addr)?)
+            Some(Nginx::start(&scratch.path, upstream.addr, args.keepalive)?)
         }
         None => {
             eprintln!("bench proxy: nginx is not installed; measuring stage 4 alone");
@@ -327,7 +339,12 @@ mod tests {
     /// directives nginx needs for it) and forwards to the given upstream.
     #[test]
     fn the_nginx_configuration_pools_upstream_connections() {
-        let conf = nginx_proxy_conf(Path::new("/tmp/x"), 8080, "127.0.0.1:9000".parse().unwrap());
+        let conf = nginx_proxy_conf(
+            Path::new("/tmp/x"),
+            8080,
+            "127.0.0.1:9000".parse().unwrap(),
+            16,
+        );
         for line in [
             "server 127.0.0.1:9000;",
             "keepalive 16;",

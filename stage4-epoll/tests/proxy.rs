@@ -339,3 +339,98 @@ fn only_the_prefix_is_forwarded() {
     assert_eq!(c.get("/app/none").status, 404);
     assert_eq!(figure(&server, "http_proxy_requests_total"), 2);
 }
+
+/// Reads one request from `s` (head, then a `Content-Length` body or a
+/// chunked one, as raw bytes up to the empty line that ends it); returns
+/// the head and the body bytes as they arrived.
+fn read_request(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = find(&data, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the proxy closed inside the head");
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8(data[..head_end].to_vec()).unwrap();
+    let mut body = data.split_off(head_end);
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let chunked = head.contains("Transfer-Encoding: chunked\r\n");
+    // The test's chunked bodies have no empty line before their end.
+    let done = |body: &[u8]| {
+        if chunked {
+            body.ends_with(b"\r\n\r\n")
+        } else {
+            body.len() >= length.unwrap_or(0)
+        }
+    };
+    while !done(&body) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the proxy closed inside the body ({} of {length:?})",
+            body.len()
+        );
+        body.extend_from_slice(&buf[..n]);
+    }
+    (head, body)
+}
+
+/// Request bodies stream up unchanged: a 1 MiB `Content-Length` body and
+/// a chunked one (forwarded chunked, as it came) reach a test-made
+/// upstream byte for byte, on one pooled upstream connection, and the
+/// client's connection carries a third request after them.
+#[test]
+fn request_bodies_stream_to_the_upstream_unchanged() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for _ in 0..3 {
+            let got = read_request(&mut s);
+            let answer = format!("got {} bytes", got.1.len());
+            tx.send(got).unwrap();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            s.write_all(reply.as_bytes()).unwrap();
+        }
+    });
+    let server = proxy(addr, &[]);
+    let mut c = Client::connect(server.addr);
+    let body = big_bytes(1 << 20);
+    c.send(
+        format!(
+            "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    assert_eq!(
+        c.response(false).text(),
+        format!("got {} bytes", body.len())
+    );
+    let (head, got) = rx.recv().unwrap();
+    assert!(head.starts_with("PUT /up HTTP/1.1\r\n"), "{head}");
+    assert!(got == body, "the body changed on the way");
+    let chunked = b"5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nTrailer: x\r\n\r\n";
+    c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(chunked);
+    assert_eq!(c.response(false).status, 200);
+    let (head, got) = rx.recv().unwrap();
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert_eq!(got, chunked);
+    assert_eq!(c.get("/after").text(), "got 0 bytes");
+    assert_eq!(
+        figure(&server, "http_proxy_upstream_connections_opened_total"),
+        1
+    );
+}
