@@ -971,6 +971,23 @@ impl Connection {
         let Some(ex) = self.ex_mut() else {
             return Ok(Pass::Phase);
         };
+        if matches!(ex.resp, Resp::Done) {
+            // The answer is complete (an upstream may answer early and
+            // close, as a 413 does): the rest of the request body has
+            // nowhere to go, so the client's connection closes after the
+            // answer, and its unread body is discarded by the lingering
+            // close.
+            log::debug!("proxy: the upstream closed after its answer: {err}");
+            if let (Some(ups), Some(key)) = (cx.proxy.as_deref_mut(), ex.up.take()) {
+                ups.discard(key);
+            }
+            ex.body = ReqBody::Done;
+            ex.to_up.clear();
+            ex.to_up_written = 0;
+            ex.reusable = false;
+            ex.keep_client = false;
+            return Ok(Pass::Moved);
+        }
         if ex.started {
             log::warn!("proxy: upstream broke off a response: {err}");
             BROKEN.fetch_add(1, Relaxed);
@@ -1032,7 +1049,18 @@ impl Connection {
         let mut moved = false;
         match self.send_upstream(cx) {
             Sent::Moved(m) => moved |= m,
-            Sent::Failed(why, e) => return self.upstream_failed(cx, why, &e),
+            Sent::Failed(why, e) => {
+                // An upstream may answer before it has read the whole body
+                // and close (a 413): read what it said before giving up.
+                if let (Some(key), Some(ups)) =
+                    (self.ex().and_then(|ex| ex.up), cx.proxy.as_deref_mut())
+                    && let Some(up) = ups.slab.get_mut(key)
+                {
+                    up.read_ready = true;
+                }
+                let _ = self.receive_upstream(cx, moved_bytes)?;
+                return self.upstream_failed(cx, why, &e);
+            }
             Sent::BadBody(e) => {
                 self.bad_request_body(cx, e)?;
                 return Ok(Pass::Phase);
@@ -1229,7 +1257,12 @@ impl Connection {
         while up.connected && up.read_ready && !matches!(ex.resp, Resp::Done) {
             let head = matches!(ex.resp, Resp::Head);
             // Where the bytes go, and how many fit.
+            let pending = b.out.len() - b.written;
             let (buf, start) = if head {
+                if pending >= STREAM_BUFFER {
+                    // Informational answers the client has not read yet.
+                    break;
+                }
                 let start = ex.up_in.len();
                 ex.up_in.resize(start + 4096, 0);
                 (&mut ex.up_in, start)
@@ -1241,7 +1274,7 @@ impl Connection {
                     b.out.drain(..b.written);
                     b.written = 0;
                 }
-                if b.out.len() - b.written >= STREAM_BUFFER {
+                if pending >= STREAM_BUFFER {
                     // The client is slower: leave the rest in the socket.
                     break;
                 }

@@ -434,3 +434,42 @@ fn request_bodies_stream_to_the_upstream_unchanged() {
         1
     );
 }
+
+/// An upstream that answers before it has read the request body, and
+/// closes (as a server does with a 413): the client gets that answer
+/// whole, with `Connection: close`, and then the close; not a 502.
+#[test]
+fn an_early_answer_and_close_from_the_upstream_reaches_the_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while find(&head, b"\r\n\r\n").is_none() {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0);
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n",
+        )
+        .unwrap();
+        // Closing with the body unread makes the kernel send a reset.
+    });
+    let server = proxy(addr, &[]);
+    let mut c = Client::connect(server.addr);
+    let body = big_bytes(1 << 20);
+    c.send(
+        format!(
+            "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let r = c.response(false);
+    assert_eq!((r.status, r.text().as_str()), (413, "too big\n"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    c.expect_closed();
+}
