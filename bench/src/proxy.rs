@@ -55,6 +55,9 @@ pub struct ProxyArgs {
     /// Use target/release/stage4-epoll as built, instead of building it.
     #[arg(long)]
     pub no_build: bool,
+    /// Run this stage 4 binary (implies --no-build).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
 }
 
 /// One measured point: a server, a file, a number of connections.
@@ -203,10 +206,10 @@ pub fn main(args: &ProxyArgs) -> i32 {
 
 fn run(args: &ProxyArgs) -> io::Result<()> {
     let root = targets::workspace_root();
-    let bin = if args.no_build {
-        targets::release_binary(&root, "stage4-epoll")
-    } else {
-        targets::build_release(&root, "stage4-epoll")
+    let bin = match &args.bin {
+        Some(bin) => Ok(bin.clone()),
+        None if args.no_build => targets::release_binary(&root, "stage4-epoll"),
+        None => targets::build_release(&root, "stage4-epoll"),
     }
     .map_err(io::Error::other)?;
     let scratch = TempDir::new("bench-proxy")?;
