@@ -21,7 +21,7 @@
 //!   bench gives each stage (and stage 5's variants) and of the nginx
 //!   configurations, and each server's description, read from its
 //!   binary's `--help`.
-//! - [`scenarios`]: the seven scenarios, their points, and what one run
+//! - [`scenarios`]: the eight scenarios, their points, and what one run
 //!   measures; [`rounds`]: running them in interleaved rounds.
 //! - [`report`]: the results model, the terminal table, `results.json`,
 //!   the Markdown summary; [`charts`]: the SVG figures.

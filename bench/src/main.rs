@@ -39,7 +39,8 @@ struct Args {
     quick: bool,
 
     /// Run only this scenario (repeatable). Scenarios: sweep,
-    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers.
+    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers,
+    /// proxy.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
 

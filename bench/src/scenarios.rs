@@ -30,7 +30,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "sweep",
         title: "Small file, keep-alive, concurrency sweep",
@@ -65,6 +65,11 @@ pub const SCENARIOS: [Scenario; 7] = [
         name: "workers",
         title: "Stage 5 accept models and balance policies",
         about: "How connections and CPU time are split among worker processes, for each accept model and balance policy (and nginx).",
+    },
+    Scenario {
+        name: "proxy",
+        title: "Reverse proxy in front of the same upstream",
+        about: "Stage 4 with --proxy-pass and nginx with proxy_pass (16 pooled upstream connections each), in front of one stage 4 upstream started for the turn: keep-alive load on the small file through the proxy. The server-side figures are the proxy's.",
     },
 ];
 
@@ -108,6 +113,8 @@ pub struct Profile {
     pub workers_conns: usize,
     /// Scenario 7: worker processes.
     pub workers: usize,
+    /// Scenario 8: connections through the proxy.
+    pub proxy: Vec<usize>,
 }
 
 impl Profile {
@@ -130,6 +137,7 @@ impl Profile {
             normal_rate: 2000.0,
             workers_conns: 64,
             workers: 4,
+            proxy: vec![16],
         }
     }
 
@@ -152,6 +160,7 @@ impl Profile {
             normal_rate: 4000.0,
             workers_conns: 256,
             workers: 4,
+            proxy: vec![16, 64],
         }
     }
 
@@ -257,6 +266,11 @@ pub fn points(scenario: &Scenario, p: &Profile) -> Vec<Point> {
             1,
             SMALL_PATH,
         )],
+        "proxy" => p
+            .proxy
+            .iter()
+            .map(|&c| Point::closed(format!("c={c}"), c, 1, SMALL_PATH))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -268,11 +282,16 @@ pub const STAGE2_MAX_KEEPALIVE: usize = 16;
 
 /// True when `target` belongs in `scenario` at all: the stage 5 and nginx
 /// worker variants (named `server/variant`) only in `workers`, which only
-/// has them; nginx with sendfile off only for the large file.
+/// has them; nginx with sendfile off only for the large file; only stage
+/// 4 and nginx in `proxy`.
 pub fn relevant(scenario: &Scenario, target: &Target) -> bool {
     let variant = target.name.contains('/');
     if (scenario.name == "workers") != variant {
         return false;
+    }
+    if scenario.name == "proxy" {
+        // The two servers that are reverse proxies.
+        return target.stage == Some("stage4-epoll") || target.name == "nginx";
     }
     target.name != "nginx-nosendfile" || scenario.name == "large-file"
 }
