@@ -9,12 +9,15 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::testkit::ServerProcess;
+use common::testkit::abuse::stalled_download;
 use common::testkit::check::{Outcome, run_here, set_strict_framing};
 use common::testkit::client::{Client, find};
 use common::testkit::conformance::{CHECKS, Ctx, Fixture};
+use common::testkit::files::BIG;
 use common::testkit::files::{TempDir, big_bytes};
+use common::testkit::{ServerProcess, eventually};
 use common::testkit::{procfs, status};
+use nix::sys::signal::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage4-epoll");
 
@@ -472,4 +475,30 @@ fn an_early_answer_and_close_from_the_upstream_reaches_the_client() {
     assert_eq!((r.status, r.text().as_str()), (413, "too big\n"));
     assert_eq!(r.header("Connection"), Some("close"));
     c.expect_closed();
+}
+
+/// SIGTERM on the proxy in the middle of a proxied download: the proxy
+/// stops accepting, the download (16 MiB from a stage 4 upstream, read
+/// through a small window) still arrives whole and ends with a FIN, and
+/// the proxy exits 0.
+#[test]
+fn sigterm_lets_a_proxied_download_finish() {
+    let root = TempDir::site("proxy-sigterm", BIG);
+    let upstream = ServerProcess::serving(BIN, &root, &[]);
+    let mut server = proxy(upstream.addr, &["--grace-period", "30"]);
+    let mut download = stalled_download(server.addr);
+    server.signal(Signal::SIGTERM);
+    eventually(
+        "new connections are refused after SIGTERM",
+        Duration::from_secs(5),
+        || TcpStream::connect(server.addr).is_err(),
+    );
+    let (all, end) = download.read_until_closed();
+    assert!(end.is_ok(), "the download ends with a FIN, not {end:?}");
+    let head_end = find(&all, b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&all[..head_end]);
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(all.len() - head_end, BIG, "the whole file arrives");
+    let status = server.wait_timeout(Duration::from_secs(30)).expect("exit");
+    assert!(status.success(), "{status}");
 }
