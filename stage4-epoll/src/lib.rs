@@ -10,6 +10,12 @@
 //! N such loops, each on its own thread with its own `SO_REUSEPORT`
 //! listener, so the kernel spreads connections over them.
 //!
+//! **And a reverse proxy.** With `--proxy-pass` the same loop forwards
+//! requests to another server: an upstream connection is one more
+//! non-blocking socket in the `Poll`, and a forwarded request a second
+//! state machine in its client's connection ([`proxy`]), with bounded
+//! buffers both ways.
+//!
 //! **What changed since stage 3.** The thread pool is gone, and with it the
 //! blocking calls: `read_until` with a deadline became "read until
 //! `WouldBlock`, arm a timer", the blocking `sendfile` loop became one that
