@@ -70,7 +70,7 @@ pub const UPSTREAM_TOKENS: usize = 1 << (usize::BITS - 2);
 /// worth, [`UPSTREAM_READ`]).
 pub const STREAM_BUFFER: usize = 64 * 1024;
 /// Bytes asked for per `read(2)` of an upstream socket.
-const UPSTREAM_READ: usize = 64 * 1024;
+pub const UPSTREAM_READ: usize = 64 * 1024;
 /// The longest response head accepted from the upstream (else 502).
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// The most header fields in a response head from the upstream.
