@@ -69,6 +69,19 @@ fn labelled(server: &ServerProcess, name: &str, labels: &str) -> u64 {
 /// for its own error pages).
 #[test]
 fn the_conformance_suite_passes_through_the_proxy() {
+    conformance_through_the_proxy(&["--loops", "1"]);
+}
+
+/// The same with two event loops in the proxy, each with its own pool of
+/// upstream connections.
+#[test]
+fn the_conformance_suite_passes_through_a_proxy_with_two_loops() {
+    conformance_through_the_proxy(&["--loops", "2"]);
+}
+
+/// Runs the suite through a proxy started with `proxy_args` (see
+/// [`the_conformance_suite_passes_through_the_proxy`]).
+fn conformance_through_the_proxy(proxy_args: &[&str]) {
     let fixture = Fixture::create();
     let root = fixture.root.display().to_string();
     let upstream = ServerProcess::start(
@@ -107,6 +120,7 @@ fn the_conformance_suite_passes_through_the_proxy() {
         "10",
     ]
     .iter()
+    .chain(proxy_args)
     .map(|s| s.to_string())
     .collect();
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
