@@ -21,7 +21,7 @@
 //!   bench gives each stage (and stage 5's variants) and of the nginx
 //!   configurations, and each server's description, read from its
 //!   binary's `--help`.
-//! - [`scenarios`]: the eight scenarios, their points, and what one run
+//! - [`scenarios`]: the nine scenarios, their points, and what one run
 //!   measures; [`rounds`]: running them in interleaved rounds.
 //! - [`report`]: the results model, the terminal table, `results.json`,
 //!   the Markdown summary; [`charts`]: the SVG figures.
@@ -36,6 +36,8 @@
 //!   machine can run: the report's ceiling, not a server.
 //! - [`load_step`]: `bench load-step`, stage 5's self-sizing pool under a
 //!   load step, with the worker count over time as a chart.
+//! - [`proxy`]: `bench proxy`, stage 4's reverse proxy against nginx's
+//!   `proxy_pass` in front of the same upstream.
 //!
 //! # Interface
 //!
@@ -65,6 +67,7 @@ pub mod load_step;
 pub mod loadgen;
 pub mod machine;
 pub mod procfs;
+pub mod proxy;
 pub mod report;
 pub mod rounds;
 pub mod scenarios;

@@ -39,10 +39,10 @@ struct Args {
     quick: bool,
 
     /// Run only this scenario (repeatable). Scenarios: sweep,
-    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers;
-    /// and `cluster` (needs root and HAProxy: the stage named by `--stage`,
-    /// default stage4-epoll, on `--backends` hosts behind HAProxy), which
-    /// only runs when named.
+    /// conn-per-request, large-file, pipeline, idle, slow-clients, workers,
+    /// fixed-rate, proxy; and `cluster` (needs root and HAProxy: the stage
+    /// named by `--stage`, default stage4-epoll, on `--backends` hosts
+    /// behind HAProxy), which only runs when named.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
 
@@ -128,6 +128,10 @@ enum Cmd {
     /// idle): the number of workers over time, in load-step.json and a
     /// chart, load-step.svg.
     LoadStep(bench::load_step::LoadStepArgs),
+    /// Stage 4's reverse proxy (`--proxy-pass`) against nginx's
+    /// `proxy_pass`, both in front of the same stage 4 upstream, and the
+    /// upstream alone: proxy.json and proxy.md.
+    Proxy(bench::proxy::ProxyArgs),
 }
 
 fn main() {
@@ -135,6 +139,7 @@ fn main() {
     match &args.command {
         Some(Cmd::Check(check)) => std::process::exit(bench::check::main(check)),
         Some(Cmd::LoadStep(step)) => std::process::exit(bench::load_step::main(step)),
+        Some(Cmd::Proxy(proxy)) => std::process::exit(bench::proxy::main(proxy)),
         None => {}
     }
     if let Err(e) = run(&args) {

@@ -154,8 +154,24 @@ impl Rounds<'_> {
             }
             return;
         }
+        // The proxy scenario's upstream: stage 4 with one loop, started
+        // for this turn and stopped after it, the same for every proxy.
+        let upstream = if turn.scenario.name == "proxy" {
+            match self.start_upstream() {
+                Ok(up) => Some(up),
+                Err(e) => {
+                    for p in points {
+                        turn.record(p, Outcome::Failed(format!("the upstream: {e}")));
+                    }
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let extra = scenarios::stage_args(turn.scenario);
         let opts = StartOptions {
+            proxy_to: upstream.as_ref().map(|u| u.addr),
             // Only our stages take the scenario's flags.
             extra_args: if matches!(target.launch, Launch::Contract { .. }) {
                 &extra
@@ -199,6 +215,37 @@ impl Rounds<'_> {
                 target.name
             ));
         }
+        if let Some(up) = upstream {
+            up.stop();
+        }
+    }
+
+    /// Starts the proxy scenario's upstream: the stage 4 binary of the
+    /// lineup, with one event loop.
+    fn start_upstream(&self) -> io::Result<targets::Running> {
+        let bin = self
+            .targets
+            .iter()
+            .find_map(|t| match (&t.launch, t.stage) {
+                (Launch::Contract { bin, .. }, Some("stage4-epoll")) => Some(bin.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::other("stage 4 is not in the lineup (--stage stage4-epoll)")
+            })?;
+        let upstream = Target {
+            name: "proxy-upstream".into(),
+            about: "the proxy scenario's upstream".into(),
+            stage: Some("stage4-epoll"),
+            launch: Launch::Contract {
+                bin,
+                args: vec!["--loops".into(), "1".into()],
+            },
+        };
+        targets::start(
+            &upstream,
+            &StartOptions::new(self.site, self.logs, self.pinning),
+        )
     }
 }
 

@@ -30,7 +30,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 8] = [
+pub const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "sweep",
         title: "Small file, keep-alive, concurrency sweep",
@@ -70,6 +70,11 @@ pub const SCENARIOS: [Scenario; 8] = [
         name: "workers",
         title: "Stage 5 accept models and balance policies",
         about: "How connections and CPU time are split among worker processes, for each accept model and balance policy (and nginx).",
+    },
+    Scenario {
+        name: "proxy",
+        title: "Reverse proxy in front of the same upstream",
+        about: "Stage 4 with --proxy-pass and nginx with proxy_pass (16 pooled upstream connections each), in front of one stage 4 upstream started for the turn: keep-alive load on the small file through the proxy. The server-side figures are the proxy's.",
     },
 ];
 
@@ -118,6 +123,8 @@ pub struct Profile {
     pub fixed_rate: Vec<f64>,
     /// Scenario 7: worker processes.
     pub workers: usize,
+    /// Scenario 8: connections through the proxy.
+    pub proxy: Vec<usize>,
 }
 
 impl Profile {
@@ -142,6 +149,7 @@ impl Profile {
             workers: 4,
             fixed_rate_conns: 16,
             fixed_rate: vec![0.25, 0.5, 0.75],
+            proxy: vec![16],
         }
     }
 
@@ -166,6 +174,7 @@ impl Profile {
             workers: 4,
             fixed_rate_conns: 16,
             fixed_rate: vec![0.25, 0.5, 0.75],
+            proxy: vec![16, 64],
         }
     }
 
@@ -321,6 +330,11 @@ pub fn points(scenario: &Scenario, p: &Profile) -> Vec<Point> {
             1,
             SMALL_PATH,
         )],
+        "proxy" => p
+            .proxy
+            .iter()
+            .map(|&c| Point::closed(format!("c={c}"), c, 1, SMALL_PATH))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -332,9 +346,9 @@ pub const STAGE2_MAX_KEEPALIVE: usize = 16;
 
 /// True when `target` belongs in `scenario` at all: the stage 5 and nginx
 /// worker variants (named `server/variant`) only in `workers`, which only
-/// has them; nginx with sendfile off only for the large file; the floor only
-/// where its one small response is the answer (keep-alive, one connection
-/// per request, pipelining).
+/// has them; nginx with sendfile off only for the large file; only stage
+/// 4 and nginx in `proxy`; the floor only where its one small response is
+/// the answer (keep-alive, one connection per request, pipelining).
 pub fn relevant(scenario: &Scenario, target: &Target) -> bool {
     if scenario.name == "fixed-rate" && target.name == "nginx-nosendfile" {
         return false;
@@ -346,6 +360,10 @@ pub fn relevant(scenario: &Scenario, target: &Target) -> bool {
     let variant = target.name.contains('/');
     if (scenario.name == "workers") != variant {
         return false;
+    }
+    if scenario.name == "proxy" {
+        // The two servers that are reverse proxies.
+        return target.stage == Some("stage4-epoll") || target.name == "nginx";
     }
     target.name != "nginx-nosendfile" || scenario.name == "large-file"
 }

@@ -267,6 +267,9 @@ pub struct StartOptions<'a> {
     pub pin: Option<&'a [usize]>,
     /// Pin the bench back to these CPUs after the server started.
     pub pin_back: Option<&'a [usize]>,
+    /// Start the server as a reverse proxy to this upstream (the `proxy`
+    /// scenario): stage 4 with `--proxy-pass`, nginx with `proxy_pass`.
+    pub proxy_to: Option<SocketAddr>,
 }
 
 impl<'a> StartOptions<'a> {
@@ -281,6 +284,7 @@ impl<'a> StartOptions<'a> {
             keepalive_secs: 300,
             pin: pinning.map(|p| p.server.as_slice()),
             pin_back: pinning.map(|p| p.loadgen.as_slice()),
+            proxy_to: None,
         }
     }
 }
@@ -394,6 +398,11 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                 .args(["--grace-period", "1"])
                 .args(args)
                 .args(opts.extra_args)
+                .args(
+                    opts.proxy_to
+                        .map(|up| vec!["--proxy-pass".to_string(), format!("http://{up}")])
+                        .unwrap_or_default(),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(log);
@@ -444,9 +453,9 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                 .join(format!("nginx-{}", target.name.replace(['/', ' '], "_")));
             fs::create_dir_all(&dir)?;
             let conf = dir.join("nginx.conf");
-            fs::write(
-                &conf,
-                nginx_conf(
+            let text = match opts.proxy_to {
+                Some(up) => crate::proxy::nginx_proxy_conf(&dir, port, up, 16, *workers),
+                None => nginx_conf(
                     &dir,
                     opts.root,
                     port,
@@ -454,7 +463,8 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                     *sendfile,
                     opts.keepalive_secs,
                 ),
-            )?;
+            };
+            fs::write(&conf, text)?;
             let child = Command::new("nginx")
                 .arg("-p")
                 .arg(&dir)
@@ -761,6 +771,7 @@ mod tests {
             keepalive_secs: 1,
             pin: None,
             pin_back: None,
+            proxy_to: None,
         };
         let err = start(&target, &opts).expect_err("a relative scratch path");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);

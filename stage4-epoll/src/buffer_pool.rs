@@ -15,6 +15,8 @@
 
 use common::http::FileRegion;
 
+use crate::proxy::Exchange;
+
 /// Initial capacity of each of the two vectors, in bytes: enough for a
 /// typical request head, and for a typical response head plus a small body.
 pub const INITIAL_CAPACITY: usize = 4096;
@@ -35,6 +37,11 @@ pub struct Buffers {
     pub written: usize,
     /// A file region to send with `sendfile(2)` once `out` is written.
     pub file: Option<FileRegion>,
+    /// The request being forwarded upstream and its response, while the
+    /// connection is in `Phase::Proxying` (`--proxy-pass`); boxed, and
+    /// here rather than in the connection, so that it costs an idle
+    /// connection nothing.
+    pub exchange: Option<Box<Exchange>>,
 }
 
 impl Buffers {
@@ -44,13 +51,17 @@ impl Buffers {
             out: Vec::with_capacity(INITIAL_CAPACITY),
             written: 0,
             file: None,
+            exchange: None,
         }
     }
 
     /// True when nothing is buffered in either direction: the connection
     /// can give the buffers back.
     pub fn is_idle(&self) -> bool {
-        self.input.is_empty() && self.out.len() == self.written && self.file.is_none()
+        self.input.is_empty()
+            && self.out.len() == self.written
+            && self.file.is_none()
+            && self.exchange.is_none()
     }
 }
 
@@ -98,6 +109,7 @@ impl BufferPool {
         b.out.clear();
         b.written = 0;
         b.file = None;
+        b.exchange = None;
         for v in [&mut b.input, &mut b.out] {
             if v.capacity() > SHRINK_ABOVE {
                 v.shrink_to(INITIAL_CAPACITY);

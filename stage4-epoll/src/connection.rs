@@ -39,7 +39,9 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use crate::buffer_pool::{BufferPool, Buffers};
+use crate::proxy::Upstreams;
 use crate::timer::{Deadline, Timers};
+use mio::Registry;
 
 // Files up to `SMALL_FILE` (the size the core's cache keeps in memory)
 // are read into the output buffer (one `pread`) instead of being sent with
@@ -80,6 +82,10 @@ pub enum Phase {
     /// so that the kernel does not answer with a RST that could destroy the
     /// response in flight (nginx's "lingering close").
     Lingering,
+    /// The request is being forwarded to the upstream and its response
+    /// relayed (`--proxy-pass`): the second state machine, in
+    /// [`crate::proxy`], drives both sockets until the exchange is over.
+    Proxying,
 }
 // ANCHOR_END: phase
 
@@ -115,17 +121,21 @@ pub struct Ctx<'a> {
     pub draining: bool,
     /// This connection's slab key (also its mio token).
     pub key: usize,
+    /// The loop's upstream connections, if it is a reverse proxy.
+    pub proxy: Option<&'a mut Upstreams>,
+    /// Where new upstream connections are registered.
+    pub registry: &'a Registry,
 }
 
 /// What one `read` brought.
-enum Read_ {
+pub(crate) enum Read_ {
     Data,
     WouldBlock,
     Eof,
 }
 
 /// What one attempt to flush the output brought.
-enum Flush {
+pub(crate) enum Flush {
     /// Everything, including any file region, is written.
     Done,
     /// The socket's send buffer is full: wait for `WRITABLE`.
@@ -144,16 +154,16 @@ pub struct Connection {
     /// when the interest changes would cost an `epoll_ctl` per request.
     stream: TcpStream,
     /// The sans-IO HTTP state: framing, what to skip, keep-alive.
-    http: Conn,
+    pub(crate) http: Conn,
     /// Where the connection is in its life.
-    phase: Phase,
+    pub(crate) phase: Phase,
     /// Input and output buffers, borrowed from the pool only while the
     /// connection has something buffered. `None` when idle.
-    bufs: Option<Box<Buffers>>,
+    pub(crate) bufs: Option<Box<Buffers>>,
     /// The kernel said "readable" and we have not seen `WouldBlock` (or a
     /// short read) since. With edge-triggered events this flag *is* the
     /// readiness: no new event comes until we use it up.
-    read_ready: bool,
+    pub(crate) read_ready: bool,
     /// The same for writing.
     write_ready: bool,
     /// The peer sent its FIN (EPOLLRDHUP). A short read no longer proves
@@ -216,7 +226,7 @@ impl Connection {
     }
     // ANCHOR_END: on_event
 
-    fn arm(&mut self, cx: &mut Ctx<'_>, after: Duration) {
+    pub(crate) fn arm(&mut self, cx: &mut Ctx<'_>, after: Duration) {
         cx.timers
             .arm(&mut self.deadline, cx.now + after, cx.key, self.serial);
     }
@@ -232,6 +242,11 @@ impl Connection {
         loop {
             match self.phase {
                 Phase::Lingering => return Ok(self.linger(cx)),
+                Phase::Proxying => {
+                    if let Some(progress) = self.drive_exchange(cx)? {
+                        return Ok(progress);
+                    }
+                }
                 Phase::Writing => match self.flush(cx, &mut sent)? {
                     Flush::Blocked => return Ok(Progress::Wait),
                     Flush::Yield => return Ok(Progress::Yield),
@@ -305,7 +320,19 @@ impl Connection {
             return Ok(false);
         };
         let mut consumed = 0;
+        let mut forward = false;
         loop {
+            // A reverse proxy hands the requests it forwards to the second
+            // state machine; the core answers the rest, and every error.
+            if let Some(ups) = cx.proxy.as_deref()
+                && !self.http.skipping_body()
+                && !self.http.closing()
+                && crate::proxy::forwards(&b.input[consumed..], cx.site, ups.config())
+            {
+                // The answers before it go out first.
+                forward = b.out.len() == b.written && b.file.is_none();
+                break;
+            }
             let (used, step) =
                 self.http
                     .next(&b.input[consumed..], cx.site, cx.draining, &mut b.out);
@@ -333,6 +360,10 @@ impl Connection {
             }
         }
         b.input.drain(..consumed);
+        if forward {
+            self.start_exchange(cx)?;
+            return Ok(true);
+        }
         if b.out.len() > b.written || b.file.is_some() {
             self.phase = Phase::Writing;
             let send = cx.timeouts.send;
@@ -347,7 +378,7 @@ impl Connection {
     // ANCHOR: read
     /// One `read(2)` into the input buffer (borrowed from the pool if the
     /// connection had none).
-    fn read(&mut self, cx: &mut Ctx<'_>) -> io::Result<Read_> {
+    pub(crate) fn read(&mut self, cx: &mut Ctx<'_>) -> io::Result<Read_> {
         let b = self.bufs.get_or_insert_with(|| cx.pool.take());
         let was_empty = b.input.is_empty();
         let start = b.input.len();
@@ -392,7 +423,7 @@ impl Connection {
     /// Writes the output buffer, then the file region with `sendfile(2)`,
     /// until done, until the socket's send buffer is full, or until the
     /// turn's budget is spent. Each bit of progress re-arms the send timeout.
-    fn flush(&mut self, cx: &mut Ctx<'_>, sent: &mut u64) -> io::Result<Flush> {
+    pub(crate) fn flush(&mut self, cx: &mut Ctx<'_>, sent: &mut u64) -> io::Result<Flush> {
         let Some(b) = self.bufs.as_deref_mut() else {
             return Ok(Flush::Done);
         };
@@ -467,7 +498,7 @@ impl Connection {
     /// Sends our FIN and starts discarding input (see [`Phase::Lingering`]).
     /// The buffers go back to the pool: lingering reads into the loop's
     /// scratch buffer.
-    fn start_linger(&mut self, cx: &mut Ctx<'_>) {
+    pub(crate) fn start_linger(&mut self, cx: &mut Ctx<'_>) {
         self.release(cx.pool);
         self.phase = Phase::Lingering;
         self.arm(cx, LINGER_TIME);
@@ -515,6 +546,7 @@ impl Connection {
             Phase::ReadingHead | Phase::SkippingBody => Some(Timeout::Header),
             Phase::Writing => Some(Timeout::Send),
             Phase::Lingering => None,
+            Phase::Proxying => return self.exchange_timed_out(cx),
         };
         if let Some(kind) = kind {
             cx.site.counters.timeout(kind);
@@ -532,7 +564,7 @@ impl Connection {
                 self.arm(cx, send);
                 self.drive(cx)
             }
-            Phase::Writing | Phase::Lingering => Ok(Progress::Done),
+            Phase::Writing | Phase::Lingering | Phase::Proxying => Ok(Progress::Done),
         }
     }
     // ANCHOR_END: on_timeout

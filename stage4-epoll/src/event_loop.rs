@@ -63,6 +63,7 @@ use slab::Slab;
 
 use crate::buffer_pool::BufferPool;
 use crate::connection::{Connection, Ctx, Progress};
+use crate::proxy::{ProxyConfig, UPSTREAM_TOKENS, Upstreams};
 use crate::timer::Timers;
 
 /// The waker's token (slab keys never get near it).
@@ -219,6 +220,10 @@ pub struct EventLoop {
     grace_deadline: Option<Instant>,
     /// This loop's share of [`POOLED_BUFFERS`] last reported.
     reported_spare: i64,
+    /// The upstream connections, if the loop is a reverse proxy
+    /// (`--proxy-pass`): a second kind of socket in the same `Poll`, under
+    /// tokens from [`UPSTREAM_TOKENS`] up.
+    proxy: Option<Upstreams>,
 }
 // ANCHOR_END: event_loop
 
@@ -246,6 +251,7 @@ impl EventLoop {
             next_serial: 0,
             grace_deadline: None,
             reported_spare: 0,
+            proxy: None,
         })
     }
 
@@ -293,6 +299,12 @@ impl EventLoop {
         Ok(())
     }
     // ANCHOR_END: add_listener_exclusive
+
+    /// Makes the loop a reverse proxy: the requests `config` says are
+    /// forwarded to its upstream, over connections of this loop's own.
+    pub fn set_proxy(&mut self, config: Arc<ProxyConfig>) {
+        self.proxy = Some(Upstreams::new(config));
+    }
 
     /// Adds the loop's [`ConnectionSource`] (one at most).
     pub fn add_source(&mut self, source: Box<dyn ConnectionSource + Send>) -> io::Result<()> {
@@ -350,6 +362,16 @@ impl EventLoop {
                     WAKER => self.take_reconfigure(),
                     LISTENER => self.accept_all(now),
                     SOURCE => self.take_from_source(now),
+                    Token(t) if t >= UPSTREAM_TOKENS => {
+                        // An upstream socket: drive the client it serves.
+                        let client = self
+                            .proxy
+                            .as_mut()
+                            .and_then(|p| p.on_event(t - UPSTREAM_TOKENS, event));
+                        if let Some(key) = client {
+                            self.drive(key, now);
+                        }
+                    }
                     Token(key) => {
                         // The connection may have been closed earlier in
                         // this batch: then the event is stale.
@@ -425,6 +447,8 @@ impl EventLoop {
             now,
             draining: self.grace_deadline.is_some(),
             key,
+            proxy: self.proxy.as_mut(),
+            registry: self.poll.registry(),
         };
         let was_waiting = conn.is_waiting();
         let result = f(conn, &mut cx);
@@ -451,6 +475,11 @@ impl EventLoop {
     /// its buffers go back to the pool, its timer entry becomes stale.
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            // An exchange cut short leaves its upstream connection in an
+            // unknown state: close it too.
+            if let (Some(up), Some(proxy)) = (conn.upstream(), self.proxy.as_mut()) {
+                proxy.discard(up);
+            }
             conn.release(&mut self.pool);
             let counters = self.config.site.counters;
             if conn.is_waiting() {

@@ -10,6 +10,12 @@
 //! N such loops, each on its own thread with its own `SO_REUSEPORT`
 //! listener, so the kernel spreads connections over them.
 //!
+//! **And a reverse proxy.** With `--proxy-pass` the same loop forwards
+//! requests to another server: an upstream connection is one more
+//! non-blocking socket in the `Poll`, and a forwarded request a second
+//! state machine in its client's connection ([`proxy`]), with bounded
+//! buffers both ways.
+//!
 //! **What changed since stage 3.** The thread pool is gone, and with it the
 //! blocking calls: `read_until` with a deadline became "read until
 //! `WouldBlock`, arm a timer", the blocking `sendfile` loop became one that
@@ -30,6 +36,9 @@
 //! - [`event_loop`]: `Poll`, tokens, accepting, dispatching events and
 //!   timers, shutdown; the readiness rules it relies on.
 //! - [`connection`]: one connection's state machine over the sans-IO core.
+//! - [`proxy`]: the reverse proxy (`--proxy-pass`): upstream connections
+//!   as a second kind of socket in the same loop, and the exchange state
+//!   machine that moves a request up and its response down.
 //! - [`timer`]: deadlines in a binary heap with lazy cancellation.
 //! - [`buffer_pool`]: borrowed I/O buffers.
 //! - [`serve`], [`bind_reuseport`]: what the binary (and
@@ -54,6 +63,7 @@
 pub mod buffer_pool;
 pub mod connection;
 pub mod event_loop;
+pub mod proxy;
 pub mod timer;
 
 use std::io;
@@ -159,10 +169,12 @@ pub fn wait_for_shutdown(signals: &Signals, on_reload: &mut dyn FnMut()) {
 /// once every loop exists (the binary announces `listening on` there:
 /// nothing that needs a descriptor is created after the announcement).
 /// On SIGHUP `reload` re-reads the configuration; what it returns goes to
-/// every loop (`Handle::reconfigure`).
+/// every loop (`Handle::reconfigure`). With `proxy`, every loop is also
+/// a reverse proxy ([`proxy`]).
 pub fn serve(
     listeners: Vec<TcpListener>,
     config: &LoopConfig,
+    proxy: Option<std::sync::Arc<proxy::ProxyConfig>>,
     signals: &Signals,
     started: impl FnOnce(),
     mut reload: impl FnMut() -> Option<(std::sync::Arc<common::http::Site>, common::server::Timeouts)>,
@@ -172,6 +184,9 @@ pub fn serve(
     for (i, listener) in listeners.into_iter().enumerate() {
         let mut ev = EventLoop::new(config.clone())?;
         ev.add_listener(listener)?;
+        if let Some(p) = &proxy {
+            ev.set_proxy(std::sync::Arc::clone(p));
+        }
         handles.push(ev.handle());
         let thread = std::thread::Builder::new()
             .name(format!("loop-{i}"))

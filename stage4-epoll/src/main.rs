@@ -6,6 +6,7 @@ use clap::Parser;
 use common::limits::set_fd_limit;
 use common::server::{HttpConfig, announce, fatal};
 use serde::{Deserialize, Serialize};
+use stage4_epoll::proxy::ProxyConfig;
 use stage4_epoll::{LoopConfig, bind_reuseport, serve};
 
 /// An HTTP/1.1 static-file server on mio event loops (epoll): one thread
@@ -25,6 +26,25 @@ struct Args {
     /// accepting until one closes (new clients wait in the kernel's queue).
     #[arg(long, value_name = "N", default_value_t = 65536)]
     max_connections: usize,
+
+    /// Forward requests to this upstream server (a reverse proxy on the
+    /// same event loops), as http://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    proxy_pass: Option<String>,
+
+    /// With --proxy-pass, forward only paths that start with PREFIX (e.g.
+    /// /app/) and serve the rest from --root; without it, forward everything.
+    #[arg(long, value_name = "PREFIX", requires = "proxy_pass")]
+    proxy_prefix: Option<String>,
+
+    /// Seconds the upstream may take to answer, or pause in an answer:
+    /// then the client gets 504 Gateway Timeout (or, mid-answer, a close).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    proxy_timeout: f64,
+
+    /// Idle upstream connections each event loop keeps open for reuse.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    proxy_keepalive: usize,
 }
 
 fn main() {
@@ -39,7 +59,13 @@ fn main() {
     let listeners = bind_reuseport(args.http.addr, args.loops, args.http.backlog)
         .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
     let addr = listeners[0].local_addr().unwrap_or_else(|e| fatal(&e));
-    let status = common::stats::page(Some(Box::new(stage4_epoll::render_stats)));
+    let proxying = args.proxy_pass.is_some();
+    let status = common::stats::page(Some(Box::new(move |out: &mut String| {
+        stage4_epoll::render_stats(out);
+        if proxying {
+            stage4_epoll::proxy::render_stats(out);
+        }
+    })));
     let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     log::info!(
         "{} event loop(s), up to {} connections each, {fd_limit} file descriptors",
@@ -51,6 +77,24 @@ fn main() {
         timeouts: server.timeouts,
         max_connections: args.max_connections,
     };
+    let proxy = args.proxy_pass.as_deref().map(|pass| {
+        let timeout = std::time::Duration::try_from_secs_f64(args.proxy_timeout)
+            .unwrap_or_else(|e| fatal(&format!("--proxy-timeout: {e}")));
+        let config = ProxyConfig::new(
+            pass,
+            args.proxy_prefix.as_deref(),
+            timeout,
+            args.proxy_keepalive,
+        )
+        .unwrap_or_else(|e| fatal(&e));
+        log::info!(
+            "proxying {} to http://{} ({})",
+            config.prefix.as_deref().unwrap_or("every request"),
+            config.upstream,
+            config.authority
+        );
+        std::sync::Arc::new(config)
+    });
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let logs = server.logs.control();
     let (mut running, mut site) = (args.clone(), server.site.clone());
@@ -63,6 +107,7 @@ fn main() {
     if let Err(e) = serve(
         listeners,
         &config,
+        proxy,
         &server.signals,
         || announce(addr),
         reload,

@@ -85,6 +85,17 @@ impl Conn {
         }
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
+    }
+
+    /// Marks the connection for closing after what was produced, for a
+    /// response the stage wrote itself (stage 4's reverse proxy).
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
     /// Requests answered so far.
     pub fn served(&self) -> u64 {
         u64::from(self.served)
@@ -339,7 +350,7 @@ impl Conn {
 }
 
 /// The first line of a request, as sent, for the access log (at most 1 KiB).
-fn first_line(buf: &[u8]) -> &[u8] {
+pub fn first_line(buf: &[u8]) -> &[u8] {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
