@@ -250,6 +250,11 @@ impl Connection {
                 Phase::Writing => match self.flush(cx, &mut sent)? {
                     Flush::Blocked => return Ok(Progress::Wait),
                     Flush::Yield => return Ok(Progress::Yield),
+                    // The client said it was done and nothing of it is
+                    // unread: a plain close, no lingering.
+                    Flush::Done if self.http.closing() && self.nothing_unread() => {
+                        return Ok(Progress::Done);
+                    }
                     Flush::Done if self.http.closing() => self.start_linger(cx),
                     Flush::Done => {
                         // Keep-alive: the next request may already be here.
@@ -300,6 +305,15 @@ impl Connection {
         }
     }
     // ANCHOR_END: drive
+
+    /// The client announced its last request, we read all of it, and the
+    /// last read was short (the receive queue was empty): closing now sends
+    /// a FIN after the response, never a reset.
+    fn nothing_unread(&self) -> bool {
+        self.http.peer_done()
+            && !self.read_ready
+            && self.bufs.as_ref().is_none_or(|b| b.input.is_empty())
+    }
 
     /// `ReadingHead`, or `SkippingBody` while body bytes are still owed.
     fn reading_phase(&self) -> Phase {

@@ -136,3 +136,32 @@ fn sigterm_closes_idle_connections_and_finishes_downloads() {
     let status = server.wait_timeout(Duration::from_secs(10)).expect("exit");
     assert!(status.success(), "{status}");
 }
+
+/// A client that says `Connection: close` sends nothing after its request,
+/// so once the answer is out the server closes at once, without the
+/// lingering close (a FIN, then reading until the client's FIN or two
+/// seconds): the client still holds its socket open here, and the server's
+/// connection is gone long before the linger time. A server that asked
+/// for the close itself (pipelined bytes unread, a keep-alive client) still
+/// lingers, which the conformance suite's pipelining cases hold it to.
+#[test]
+fn a_client_that_said_close_is_let_go_without_lingering() {
+    let root = TempDir::site("stage4", BIG);
+    let server = ServerProcess::serving(BIN, &root, &[]);
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = c.exact_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, INDEX_HTML);
+    c.expect_closed();
+    // Only the status request's own connection is open; with a lingering
+    // close, `c`'s would be for common::limits::LINGER_TIME (2 s).
+    let bound = common::limits::LINGER_TIME - Duration::from_millis(500);
+    common::testkit::status::wait_for(
+        server.addr,
+        "only the scrape's connection open",
+        bound,
+        |page| common::testkit::status::value(page, "http_connections_active") == Some(1),
+    );
+    drop(c);
+}

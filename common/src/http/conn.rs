@@ -58,6 +58,10 @@ pub struct Conn {
     /// A response with `Connection: close` has been produced: whatever the
     /// client sends next is ignored.
     closing: bool,
+    /// The client said its request was its last (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive), and all of it was read: it will send
+    /// nothing more, so the server may close without lingering.
+    peer_done: bool,
     /// Requests answered on this connection (a `u32`: an idle connection
     /// should cost little; it stops counting at 4 billion).
     served: u32,
@@ -81,6 +85,7 @@ impl Conn {
             skip: 0,
             chunked: None,
             closing: false,
+            peer_done: false,
             served: 0,
         }
     }
@@ -104,6 +109,14 @@ impl Conn {
     /// True once the connection is to be closed after what was produced.
     pub fn closing(&self) -> bool {
         self.closing
+    }
+
+    /// True once the client has said its request was its last and the
+    /// whole request (head and body) has been read: closing now cannot
+    /// cross anything the client still sends, so there is nothing to
+    /// linger for (nginx's `lingering_close on` makes the same call).
+    pub fn peer_done(&self) -> bool {
+        self.peer_done
     }
 
     /// True while request-body bytes are still expected (a request has
@@ -182,6 +195,7 @@ impl Conn {
                         return self.read_chunked(input, used + req.head_len, site, draining, out);
                     }
                 }
+                self.peer_done = !req.wants_keep_alive() && self.skip == 0;
                 let reply = self.answer(&req, site, keep_alive, first_line(buf), out);
                 (used + consumed as usize, Step::Respond(reply))
                 // ANCHOR_END: conn_next
