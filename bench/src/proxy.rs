@@ -17,7 +17,7 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -135,17 +135,7 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         fs::write(&conf, nginx_proxy_conf(&dir, port, upstream, keepalive, 1))?;
         let log = fs::File::create(dir.join("stderr.log"))?;
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+        let child = targets::spawn_nginx(&dir, &conf, log)?;
         let mut nginx = Nginx {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

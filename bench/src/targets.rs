@@ -465,17 +465,7 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                 ),
             };
             fs::write(&conf, text)?;
-            let child = Command::new("nginx")
-                .arg("-p")
-                .arg(&dir)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?;
+            let child = spawn_nginx(&dir, &conf, log)?;
             Ok((child, Ready::Port(port)))
         }
         Launch::Builtin { server, workers } => {
@@ -575,6 +565,22 @@ pub fn nginx_conf(
 }}
 "
     )
+}
+
+/// Starts nginx in the foreground on configuration `conf`, with its prefix
+/// and error log in `dir` and its stderr in `log`.
+pub fn spawn_nginx(dir: &Path, conf: &Path, log: fs::File) -> io::Result<Child> {
+    Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
 }
 
 /// The main and `events` contexts every nginx configuration here starts
