@@ -68,6 +68,9 @@ struct Conn {
     /// What the kernel last said is possible. Level-triggered, only for
     /// this turn; edge-triggered, until a read or write says `EAGAIN`.
     ready: Ready,
+    /// A read returned 0: the client's `FIN` is already here, so once our
+    /// output is written there is nothing left to wait for (no lingering).
+    peer_closed: bool,
 }
 
 /// The life of a connection after `accept`.
@@ -317,6 +320,7 @@ fn accept_all(
                         stream,
                         phase: Phase::Active,
                         ready: Ready::default(),
+                        peer_closed: false,
                     },
                 );
             }
@@ -387,6 +391,7 @@ fn conn_ready(
         match conn.stream.read(buf) {
             Ok(0) => {
                 log::info!("client {id}: closed its side");
+                conn.peer_closed = true;
                 room.eof(id);
             }
             Ok(n) => room.received(id, &buf[..n], now),
@@ -445,6 +450,11 @@ fn settle(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> bool 
             }
             now < until
         }
+        // Everything is written and the client has closed its side already:
+        // close now. A lingering close would wait for a FIN that came
+        // before (and, with the client gone, the next turn would find the
+        // socket readable only to read 0 again).
+        Phase::Flushing { .. } if conn.peer_closed => false,
         Phase::Flushing { .. } => {
             // Everything is written: send FIN, then wait for the client's.
             if conn.stream.shutdown(Shutdown::Write).is_err() {
@@ -459,3 +469,57 @@ fn settle(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> bool 
     }
 }
 // ANCHOR_END: settle
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Framing, Mode};
+    use std::time::Duration;
+
+    /// A connected pair on 127.0.0.1 and a room with one client.
+    fn flushed(peer_closed: bool) -> (Conn, TcpStream, Room, ClientId) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let limits = Limits {
+            mode: Mode::Echo,
+            framing: Framing::Line,
+            max_line: 64,
+            max_clients: 2,
+            max_pending: 64,
+            idle_timeout: Some(Duration::from_secs(10)),
+        };
+        let now = Instant::now();
+        let mut room = Room::new(limits, now);
+        let id = room.connect(now).unwrap();
+        let conn = Conn {
+            stream,
+            phase: Phase::Flushing {
+                until: now + LINGER,
+            },
+            ready: Ready::default(),
+            peer_closed,
+        };
+        (conn, client, room, id)
+    }
+
+    /// Written out, and the client's FIN already read: closed at once, with
+    /// no lingering turn that would only read 0 a second time.
+    #[test]
+    fn a_flushed_connection_whose_client_closed_is_closed_at_once() {
+        let (mut conn, _client, mut room, id) = flushed(true);
+        assert!(!settle(&mut conn, id, &mut room, Instant::now()));
+    }
+
+    /// Written out, the client still connected: our FIN goes first, then
+    /// the loop waits (lingers) for the client's.
+    #[test]
+    fn a_flushed_connection_whose_client_is_there_lingers() {
+        let (mut conn, mut client, mut room, id) = flushed(false);
+        assert!(settle(&mut conn, id, &mut room, Instant::now()));
+        assert!(matches!(conn.phase, Phase::Draining { .. }));
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap(); // our FIN arrived
+        assert!(rest.is_empty());
+    }
+}
