@@ -306,7 +306,7 @@ mod tests {
                 board.slot(2).set_state(State::Running);
                 // SAFETY: `_exit` ends the child without running the
                 // parent's atexit handlers or destructors twice.
-                unsafe { nix::libc::_exit(0) };
+                unsafe { libc::_exit(0) };
             }
             nix::unistd::ForkResult::Parent { child } => {
                 nix::sys::wait::waitpid(child, None).unwrap();

@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use stage4_epoll::{ConnectionSource, EventLoop, Flow, Handle, LoopConfig};
 
 use crate::cli::Args;
-use crate::fdpass::recv_stream;
+use crate::fdpass::recv_streams;
 use crate::scoreboard::{Scoreboard, Slot, State, Status};
 
 /// Exit status of a worker that cannot start for a reason respawning will
@@ -98,7 +98,7 @@ pub fn run(spec: Spec) -> i32 {
     let fed = match spec.feed {
         Feed::Pass(channel) => channel
             .set_nonblocking(true)
-            .and_then(|()| ev.add_source(Box::new(Channel(channel)))),
+            .and_then(|()| ev.add_source(Box::new(Channel(channel, Vec::new())))),
         Feed::Shared(listener) => ev.add_listener_exclusive(listener),
     };
     // ANCHOR_END: feed
@@ -148,11 +148,12 @@ pub fn run(spec: Spec) -> i32 {
 // ANCHOR: channel
 /// Pass model: the worker's end of the socket pair, as the event loop's
 /// [`ConnectionSource`]. Readable means the master sent one or more
-/// sockets; they are taken until `WouldBlock`. End-of-stream means the
-/// master closed its end (this worker is being retired, or the master is
-/// gone): the loop then finishes what it has and `run` returns.
+/// messages, each with a batch of sockets; they are taken until
+/// `WouldBlock`, all in this one wake-up. End-of-stream means the master
+/// closed its end (this worker is being retired, or the master is gone):
+/// the loop then finishes what it has and `run` returns.
 #[derive(Debug)]
-struct Channel(UnixStream);
+struct Channel(UnixStream, Vec<std::net::TcpStream>);
 
 impl ConnectionSource for Channel {
     fn fd(&self) -> BorrowedFd<'_> {
@@ -160,13 +161,17 @@ impl ConnectionSource for Channel {
     }
 
     fn on_readable(&mut self, serve: &mut dyn FnMut(std::net::TcpStream)) -> Flow {
+        let Channel(channel, batch) = self;
         loop {
-            match recv_stream(&self.0) {
-                Ok(Some(stream)) => serve(stream),
-                Ok(None) => return Flow::End,
+            let open = recv_streams(channel, batch);
+            // Whatever arrived is served, whatever the call says next.
+            batch.drain(..).for_each(&mut *serve);
+            match open {
+                Ok(true) => {}
+                Ok(false) => return Flow::End,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Open,
                 Err(e) => {
-                    log::error!("receiving a connection from the master: {e}");
+                    log::error!("receiving connections from the master: {e}");
                     return Flow::End;
                 }
             }

@@ -783,3 +783,57 @@ fn downloads_arrive_whole_while_signals_interrupt_sendfile() {
     assert_eq!(lengths, vec![BIG; 36], "every download whole");
     eprintln!("36 downloads of {BIG} bytes whole under {signals} SIGUSR1s");
 }
+
+/// A burst is passed in batches: 40 connections waiting in the accept queue
+/// when the master wakes are accepted in one go and cross to the two workers
+/// in one `sendmsg` each (one descriptor per message would be 40 calls),
+/// and every one of them is answered. The master is stopped (SIGSTOP) while
+/// the clients connect, so all 40 are queued when it resumes; `strace`
+/// counts its `sendmsg` calls.
+#[test]
+fn a_burst_crosses_to_the_workers_in_one_message_per_worker() {
+    if !common::testkit::require_tool(&["strace", "-V"], "strace", "counting the master's sendmsg")
+    {
+        return;
+    }
+    let server = ServerProcess::start(BIN, &["--workers", "2", "--access-log", "off"]);
+    eventually("both workers run", || worker_pids(&server).len() == 2);
+    let master = Pid::from_raw(server.pid() as i32);
+    let dir = TempDir::new("stage5-batch");
+    let trace = dir.path.join("master.strace");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-qq", "-e", "trace=sendmsg", "-o"])
+        .arg(&trace)
+        .args(["-p", &master.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace runs");
+    // Attached once the kernel says the master has a tracer.
+    eventually("strace is attached", || {
+        std::fs::read_to_string(format!("/proc/{master}/status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+        })
+    });
+    kill(master, Signal::SIGSTOP).unwrap();
+    let mut clients: Vec<Client> = (0..40).map(|_| Client::connect(server.addr)).collect();
+    for c in &mut clients {
+        c.send(b"GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    }
+    kill(master, Signal::SIGCONT).unwrap();
+    for c in &mut clients {
+        assert_eq!(c.response(false).status, 200);
+    }
+    // SIGINT: strace detaches and finishes its output file.
+    kill(Pid::from_raw(strace.id() as i32), Signal::SIGINT).unwrap();
+    strace.wait().unwrap();
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let sends: Vec<&str> = log.lines().filter(|l| l.contains("sendmsg(")).collect();
+    assert!(
+        !sends.is_empty() && sends.len() <= 2,
+        "40 queued connections took {} sendmsg calls:\n{log}",
+        sends.len()
+    );
+    assert!(sends.iter().all(|l| l.contains("SCM_RIGHTS")), "{log}");
+    eprintln!("40 connections, {} sendmsg:\n{log}", sends.len());
+}

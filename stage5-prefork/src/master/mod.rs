@@ -30,7 +30,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::cli::{AcceptModel, Args, Balance};
-use crate::fdpass::send_fd;
+use crate::fdpass::{MAX_FDS, send_fds};
 use crate::scoreboard::{Scoreboard, State};
 use crate::worker::{self, EXIT_FATAL, Feed, Spec};
 use common::signals::Signals;
@@ -96,10 +96,10 @@ pub struct Master {
     /// Out of descriptors: the listener is not polled before this time
     /// (it stays readable, so polling it would spin).
     accept_paused_until: Option<Instant>,
-    /// A connection accepted while every channel was full, waiting for
-    /// one to drain; the listener is not polled meanwhile (backpressure
-    /// into the kernel's accept queue).
-    stalled: Option<(std::net::TcpStream, std::net::SocketAddr)>,
+    /// Connections accepted while every channel was full, waiting for one
+    /// to drain; the listener is not polled meanwhile (backpressure into
+    /// the kernel's accept queue).
+    stalled: Vec<dispatch::Accepted>,
     /// A site for the `503` the master sends when every worker is full; no
     /// access log (the master writes none).
     busy_site: Option<common::http::Site>,
@@ -139,7 +139,7 @@ impl Master {
             backoff_until: None,
             fatal: false,
             accept_paused_until: None,
-            stalled: None,
+            stalled: Vec::new(),
             busy_site: None,
         })
     }
@@ -171,7 +171,7 @@ impl Master {
             let accepting = self.args.accept == AcceptModel::Pass
                 && self.listener.is_some()
                 && !paused
-                && self.stalled.is_none();
+                && self.stalled.is_empty();
             let readable = {
                 let signals = self.signals();
                 let mut fds = vec![PollFd::new(signals.wake_fd(), PollFlags::POLLIN)];
@@ -180,7 +180,7 @@ impl Master {
                 }
                 // With a stalled connection, look again soon: a worker's
                 // feeder thread drains its channel in microseconds.
-                let wait = if self.stalled.is_some() {
+                let wait = if !self.stalled.is_empty() {
                     STALL_RETRY
                 } else {
                     TICK
@@ -219,8 +219,9 @@ impl Master {
                 self.signal_all(Signal::SIGUSR1);
                 log::info!("log files reopened");
             }
-            if let Some((stream, peer)) = self.stalled.take() {
-                if self.hand_out(stream, peer) && readable {
+            if !self.stalled.is_empty() {
+                let stalled = std::mem::take(&mut self.stalled);
+                if self.hand_out(stalled) && readable {
                     self.accept_all();
                 }
             } else if readable {
@@ -245,7 +246,7 @@ impl Master {
     fn stop(&mut self) {
         log::info!("shutting down");
         self.listener = None;
-        if let Some((stream, peer)) = self.stalled.take() {
+        for (stream, peer) in std::mem::take(&mut self.stalled) {
             // Accepted but never passed on: answer it rather than reset it.
             self.reject(stream, peer);
         }
