@@ -74,7 +74,12 @@ pub fn recv_streams(channel: &UnixStream, into: &mut Vec<TcpStream>) -> io::Resu
     // (u64 words); CMSG_SPACE is the header plus the padded payload.
     // SAFETY: CMSG_SPACE is arithmetic on its argument, no memory access.
     let space = unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as u32) } as usize;
-    let mut control = vec![0u64; space.div_ceil(size_of::<u64>())];
+    // On the stack: no allocation per call (the drain loop calls this at
+    // least twice per wake-up). A cmsghdr is 16 bytes on 64-bit Linux; one
+    // word of slack covers the payload's padding.
+    const WORDS: usize = (16 + MAX_FDS * size_of::<RawFd>()) / size_of::<u64>() + 2;
+    let mut control = [0u64; WORDS];
+    assert!(space <= size_of_val(&control), "CMSG_SPACE fits the buffer");
     loop {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec {
