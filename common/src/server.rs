@@ -256,30 +256,14 @@ where
         Ok(c) => c,
         Err(e) => return keep(&e),
     };
-    let table = |c: &C| toml::Table::try_from(c).unwrap_or_default();
-    let (old_t, mut new_t) = (table(running), table(&new));
     let shared = table_keys(http(running));
-    let mut changed = Vec::new();
-    let mut restart = Vec::new();
-    let keys: std::collections::BTreeSet<String> =
-        old_t.keys().chain(new_t.keys()).cloned().collect();
-    for key in keys {
-        if old_t.get(&key) == new_t.get(&key) {
-            continue;
-        }
-        if shared.contains(&key) && !RESTART_ONLY.contains(&key.as_str()) {
-            changed.push(key);
-            continue;
-        }
-        // Keep what runs: copy the running value (or its absence) back.
-        match old_t.get(&key) {
-            Some(v) => new_t.insert(key.clone(), v.clone()),
-            None => new_t.remove(&key),
-        };
-        restart.push(key);
-    }
-    let new: C = match toml::Value::Table(new_t).try_into() {
-        Ok(c) => c,
+    let applies = |key: &str| shared.iter().any(|k| k == key) && !RESTART_ONLY.contains(&key);
+    let Reloaded {
+        config: new,
+        changed,
+        restart,
+    } = match compare(running, new, applies) {
+        Ok(r) => r,
         Err(e) => return keep(&e),
     };
     let config = http(&new);
@@ -299,6 +283,73 @@ where
             return keep(&e);
         }
     }
+    log_reload(&changed, &restart, "");
+    site.counters
+        .reloads_applied
+        .fetch_add(1, Ordering::Relaxed);
+    Some((new, fresh, timeouts))
+}
+// ANCHOR_END: reload
+
+/// A re-read configuration compared with the running one
+/// ([`compare`]).
+#[derive(Debug)]
+pub struct Reloaded<C> {
+    /// The configuration to run: the new one, with every setting that
+    /// cannot change without a restart copied back from the running one.
+    pub config: C,
+    /// The settings (their TOML keys) that change, in order.
+    pub changed: Vec<String>,
+    /// The settings that were changed in the file but need a restart:
+    /// they keep their running values.
+    pub restart: Vec<String>,
+}
+
+/// Compares `new` with `running` setting by setting (their TOML keys):
+/// a changed key for which `applies` says yes is taken; any other changed
+/// key keeps its running value and is listed as needing a restart. Every
+/// stage's reload uses it, so every stage's log says the same things.
+pub fn compare<C>(
+    running: &C,
+    new: C,
+    applies: impl Fn(&str) -> bool,
+) -> Result<Reloaded<C>, toml::de::Error>
+where
+    C: Serialize + serde::de::DeserializeOwned,
+{
+    let table = |c: &C| toml::Table::try_from(c).unwrap_or_default();
+    let (old_t, mut new_t) = (table(running), table(&new));
+    let mut changed = Vec::new();
+    let mut restart = Vec::new();
+    let keys: std::collections::BTreeSet<String> =
+        old_t.keys().chain(new_t.keys()).cloned().collect();
+    for key in keys {
+        if old_t.get(&key) == new_t.get(&key) {
+            continue;
+        }
+        if applies(&key) {
+            changed.push(key);
+            continue;
+        }
+        // Keep what runs: copy the running value (or its absence) back.
+        match old_t.get(&key) {
+            Some(v) => new_t.insert(key.clone(), v.clone()),
+            None => new_t.remove(&key),
+        };
+        restart.push(key);
+    }
+    let config = toml::Value::Table(new_t).try_into()?;
+    Ok(Reloaded {
+        config,
+        changed,
+        restart,
+    })
+}
+
+/// The log lines of a reload that is applied: what needs a restart (a
+/// warning), then what changed, or that nothing did; `then` ends the
+/// second line (stage 5: what it does next).
+pub fn log_reload(changed: &[String], restart: &[String], then: &str) {
     if !restart.is_empty() {
         log::warn!(
             "reload: a restart is needed to change {}; keeping the running values",
@@ -306,16 +357,11 @@ where
         );
     }
     if changed.is_empty() {
-        log::info!("reload: configuration re-read; nothing to change");
+        log::info!("reload: configuration re-read; nothing to change{then}");
     } else {
-        log::info!("reload: applied {}", changed.join(", "));
+        log::info!("reload: applied {}{then}", changed.join(", "));
     }
-    site.counters
-        .reloads_applied
-        .fetch_add(1, Ordering::Relaxed);
-    Some((new, fresh, timeouts))
 }
-// ANCHOR_END: reload
 
 /// What a reload replaces in a stage with many threads (stage 3): the site
 /// and the timeouts, behind a lock taken for an `Arc` clone when a

@@ -29,7 +29,11 @@ fn status(server: &ServerProcess, path: &str) -> u16 {
 /// 5. the file names an access log and an error log (the access log was
 ///    off, the error log stderr), SIGHUP: the next request's line is in
 ///    the new access log, and the reload's own log line in the new error
-///    log.
+///    log;
+/// 6. the file turns the listing off and changes the listen backlog,
+///    SIGHUP: the listing is refused again, and the error log names what
+///    was applied (`applied autoindex`) and what needs a restart (`a
+///    restart is needed to change backlog`), on every stage alike.
 pub fn check(bin: &str, args: &[&str]) {
     let dir = TempDir::new("reload");
     dir.write("index.html", "<p>home</p>\n");
@@ -81,16 +85,30 @@ pub fn check(bin: &str, args: &[&str]) {
 
     let access = dir.join("moved-access.log");
     let error = dir.join("moved-error.log");
-    write(&format!(
-        "root = {root:?}\nautoindex = true\nerror_pages = \"none\"\naccess_log = {:?}\nerror_log = {:?}\n",
-        access.to_str().unwrap(),
-        error.to_str().unwrap()
-    ));
+    let moved = |autoindex: bool, extra: &str| {
+        format!(
+            "root = {root:?}\nautoindex = {autoindex}\nerror_pages = \"none\"\naccess_log = {:?}\nerror_log = {:?}\n{extra}",
+            access.to_str().unwrap(),
+            error.to_str().unwrap()
+        )
+    };
+    write(&moved(true, ""));
     server.signal(Signal::SIGHUP);
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     super::eventually("the reload moves the logs", wait, || {
         status(&server, "/after-the-move");
         read(&access).contains("\"GET /after-the-move HTTP/1.1\" 404")
             && read(&error).contains("reload")
+    });
+
+    write(&moved(false, "backlog = 17\n"));
+    server.signal(Signal::SIGHUP);
+    super::eventually("the listing is off again", wait, || {
+        matches!(status(&server, "/list/"), 403 | 404)
+    });
+    super::eventually("the reload says what it applied and kept", wait, || {
+        let log = read(&error);
+        log.contains("reload: applied autoindex")
+            && log.contains("reload: a restart is needed to change backlog")
     });
 }

@@ -2,6 +2,7 @@
 //! die, recycling, and rolling them all on a reload.
 
 use super::*;
+use common::server::{RESTART_ONLY, Reloaded, compare, log_reload};
 
 /// The threads of this process, from `/proc/self/task`.
 pub(super) fn thread_count() -> io::Result<usize> {
@@ -309,7 +310,7 @@ impl Master {
     /// a worker forked with it; if not, the error is logged and nothing
     /// changes.
     pub(super) fn reload(&mut self) {
-        let mut new: Args = match common::config::load_from(self.argv.clone()) {
+        let new: Args = match common::config::load_from(self.argv.clone()) {
             Ok(a) => a,
             Err(e) => {
                 self.refuse_reload(&e);
@@ -320,22 +321,21 @@ impl Master {
             self.refuse_reload(&e);
             return;
         }
-        // What the master itself holds cannot change without a restart.
-        if new.http.addr != self.args.http.addr
-            || new.accept != self.args.accept
-            || new.http.user != self.args.http.user
-            || new.http.group != self.args.http.group
-            || new.http.chroot != self.args.http.chroot
-        {
-            log::warn!(
-                "reload: addr, accept, user, group and chroot need a restart; keeping the running ones"
-            );
-            new.http.addr = self.args.http.addr;
-            new.accept = self.args.accept;
-            new.http.user = self.args.http.user.clone();
-            new.http.group = self.args.http.group.clone();
-            new.http.chroot = self.args.http.chroot.clone();
-        }
+        // What the master itself holds cannot change without a restart
+        // (the listening socket, how it is shared, who runs): everything
+        // else reaches the workers, since every one of them is replaced.
+        let applies = |key: &str| !RESTART_ONLY.contains(&key) && key != "accept";
+        let Reloaded {
+            config: new,
+            changed,
+            restart,
+        } = match compare(&self.args, new, applies) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refuse_reload(&e);
+                return;
+            }
+        };
         // The master's own error log moves first (the new workers inherit
         // it); each new worker opens the access log the new file names.
         let logs_of = |a: &Args| {
@@ -367,7 +367,7 @@ impl Master {
             Some(s) => self.size.clamp(s.min_workers, s.max_workers),
             None => self.args.worker_count().min(MAX_WORKERS),
         };
-        log::info!("reload: configuration re-read; rolling the workers");
+        log_reload(&changed, &restart, "; rolling the workers");
         let old: Vec<usize> = self.active().map(|(i, _)| i).collect();
         for (n, slot) in old.into_iter().enumerate() {
             if n >= self.wanted() {
