@@ -27,8 +27,9 @@
 //! # Layout
 //! - `master/`: the master, by concern: `mod.rs` (the loop, signals, stop),
 //!   `dispatch.rs` (accept and pass, or 503), `supervise.rs` (fork, reap
-//!   and respawn, reload, recycle).
-//! - `worker.rs`: what a forked child does, and the feeder threads.
+//!   and respawn, reload, recycle), `pool.rs` (the self-sizing pool).
+//! - `worker.rs`: what a forked child does: stage 4's event loop, fed by
+//!   the channel its connections arrive on (a `ConnectionSource`).
 //! - `fdpass.rs`: `SCM_RIGHTS` send and receive.
 //! - `scoreboard.rs`: the `MAP_SHARED` scoreboard and `/server-status`.
 //! - `cli.rs`: the flags.

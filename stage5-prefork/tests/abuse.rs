@@ -118,7 +118,7 @@ fn descriptor_exhaustion_does_not_spin_and_recovers() {
 }
 
 /// A burst of a thousand connections at one worker is faster than its
-/// feeder thread drains the Unix socket (which holds only a few hundred
+/// event loop drains the Unix socket (which holds only a few hundred
 /// passed descriptors) — here the worker is even stopped (SIGSTOP) while
 /// the burst arrives. The master waits for room, leaving the rest in the
 /// kernel's accept queue, and once the worker runs again every client is

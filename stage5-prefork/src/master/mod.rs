@@ -178,8 +178,8 @@ impl Master {
                 if let (true, Some(l)) = (accepting, &self.listener) {
                     fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
                 }
-                // With a stalled connection, look again soon: a worker's
-                // feeder thread drains its channel in microseconds.
+                // With a stalled connection, look again soon: a worker
+                // drains its channel in microseconds, in one wake-up.
                 let wait = if !self.stalled.is_empty() {
                     STALL_RETRY
                 } else {
