@@ -385,3 +385,79 @@ fn a_silent_server_runs_out_the_budget() {
     assert!(out.contains("(the check timed out"), "{out}");
     assert!(out.ends_with(" failed\n"), "{out}");
 }
+
+/// A server that exits in the middle of the rubric (this one serves one
+/// connection, then exits) fails the check it was in, with its last
+/// output, and every later check is reported as not run: the checker
+/// neither hangs nor blames the server's absence on each check in turn.
+#[test]
+fn a_server_that_exits_mid_rubric_is_reported() {
+    if !require_tool(
+        &["python3", "--version"],
+        "python3",
+        "the mid-rubric exit test",
+    ) {
+        return;
+    }
+    let once = "import socket, sys\n\
+                s = socket.socket()\n\
+                s.bind(('127.0.0.1', {port}))\n\
+                s.listen(16)\n\
+                print('listening on http://127.0.0.1:{port}/', flush=True)\n\
+                c, _ = s.accept()\n\
+                f = c.makefile('rwb')\n\
+                for line in f:\n\
+                \x20   f.write(line); f.flush()\n\
+                print('served one client; goodbye', file=sys.stderr, flush=True)\n";
+    let (code, out) = bench_check(&["--stage", "1", "--", "python3", "-c", once]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the server exited during this check"), "{out}");
+    assert!(
+        out.contains("served one client; goodbye"),
+        "its last output: {out}"
+    );
+    assert!(
+        out.contains("SKIP idle_client_is_closed (not run: the server is not running)"),
+        "{out}"
+    );
+}
+
+/// The checker stops the server and everything it started: a server run
+/// through a shell that leaves a `sleep` in the background leaves nothing
+/// running once the checker is done (it signals the process group).
+#[test]
+fn nothing_the_server_started_outlives_the_checker() {
+    let bin = build("stage1-echo");
+    let dir = bench::targets::TempDir::new("check-children").expect("a temp dir");
+    let pidfile = dir.path.join("sleep.pid");
+    let script = format!(
+        "sleep 600 & echo $! > {}; exec {} --addr 127.0.0.1:{{port}}",
+        pidfile.display(),
+        bin.display()
+    );
+    let (code, out) = bench_check(&[
+        "--stage",
+        "1",
+        "--only",
+        "lines_come_back_exactly",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("the shell wrote the pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Gone, or a zombie waiting for a reaper: not running either way.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(
+        !running,
+        "the server's child {pid} is still running: {state}"
+    );
+}

@@ -7,11 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::testkit::ServerProcess;
 use common::testkit::echo::{EchoCtx, grade};
-
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_stage1-echo");
 
 fn ctx(addr: SocketAddr) -> EchoCtx {
     EchoCtx {
@@ -23,46 +19,45 @@ fn ctx(addr: SocketAddr) -> EchoCtx {
     }
 }
 
-/// The poll model passes every check, the line protocol and the idle
-/// timeout included.
-#[test]
-fn poll_model_passes_the_stage1_rubric() {
-    let server = ServerProcess::start(BIN, &["--log-level", "warn", "--idle-timeout", "1"]);
-    let ctx = EchoCtx {
+fn poll_ctx(addr: SocketAddr) -> EchoCtx {
+    EchoCtx {
         line_protocol: true,
         idle_timeout: Some(Duration::from_secs(1)),
-        ..ctx(server.addr)
-    };
-    let (failed, skipped, report) = grade(&ctx);
-    assert!(failed.is_empty(), "{report}");
-    assert_eq!(skipped, BTreeSet::from(["chat_broadcast_and_nicks"]));
+        ..ctx(addr)
+    }
 }
 
-/// The blocking model passes, graded as blocking.
-#[test]
-fn blocking_model_passes_the_stage1_rubric() {
-    let server = ServerProcess::start(BIN, &["--log-level", "warn", "--model", "blocking"]);
-    let ctx = EchoCtx {
+fn blocking_ctx(addr: SocketAddr) -> EchoCtx {
+    EchoCtx {
         blocking: true,
         line_protocol: true,
-        ..ctx(server.addr)
-    };
-    let (failed, _, report) = grade(&ctx);
-    assert!(failed.is_empty(), "{report}");
+        ..ctx(addr)
+    }
 }
 
-/// Chat mode passes the chat check and the echo checks (through `ECHO`).
-#[test]
-fn chat_mode_passes_the_stage1_rubric() {
-    let server = ServerProcess::start(BIN, &["--log-level", "warn", "--mode", "chat"]);
-    let ctx = EchoCtx {
+fn chat_ctx(addr: SocketAddr) -> EchoCtx {
+    EchoCtx {
         chat: true,
         line_protocol: true,
-        ..ctx(server.addr)
-    };
-    let (failed, skipped, report) = grade(&ctx);
-    assert!(failed.is_empty(), "{report}");
-    assert_eq!(skipped, BTreeSet::from(["idle_client_is_closed"]));
+        ..ctx(addr)
+    }
+}
+
+// Every check against every model, one test each (`CHECK::MODEL`): the
+// event-loop models pass all of it, the line protocol and the idle timeout
+// included; the blocking model passes graded as blocking; chat mode passes
+// the chat check and the echo checks (through `ECHO`).
+common::echo_tests! {
+    poll => (env!("CARGO_BIN_EXE_stage1-echo"), &["--log-level", "warn", "--model", "poll", "--idle-timeout", "1"], poll_ctx,
+             skips [chat_broadcast_and_nicks]),
+    select => (env!("CARGO_BIN_EXE_stage1-echo"), &["--log-level", "warn", "--model", "select", "--idle-timeout", "1"], poll_ctx,
+               skips [chat_broadcast_and_nicks]),
+    epoll => (env!("CARGO_BIN_EXE_stage1-echo"), &["--log-level", "warn", "--model", "epoll", "--idle-timeout", "1"], poll_ctx,
+              skips [chat_broadcast_and_nicks]),
+    blocking => (env!("CARGO_BIN_EXE_stage1-echo"), &["--log-level", "warn", "--model", "blocking"], blocking_ctx,
+                 skips [clients_at_once chat_broadcast_and_nicks idle_client_is_closed]),
+    chat => (env!("CARGO_BIN_EXE_stage1-echo"), &["--log-level", "warn", "--mode", "chat"], chat_ctx,
+             skips [idle_client_is_closed]),
 }
 
 /// What is wrong with an echo server written here.

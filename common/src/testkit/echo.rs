@@ -89,6 +89,93 @@ pub fn grade(
     (failed, skipped, report)
 }
 
+/// Runs the check called `name` against a fresh `bin` started with `args`,
+/// graded with the context `ctx` gives for its address: what one test of
+/// [`echo_tests!`](crate::echo_tests) does. The check must pass, or, if
+/// it is one of `skips` (an option this configuration does not claim),
+/// must say it was skipped.
+pub fn run_one(
+    name: &str,
+    bin: &str,
+    args: &[&str],
+    ctx: fn(SocketAddr) -> EchoCtx,
+    skips: &[&str],
+) {
+    let check = CHECKS
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no stage 1 check named {name}"));
+    let server = super::ServerProcess::start(bin, args);
+    let outcome = check::run_here(check, &ctx(server.addr));
+    match (outcome, skips.contains(&name)) {
+        (check::Outcome::Pass, false) | (check::Outcome::Skip(_), true) => {}
+        (check::Outcome::Fail(f), _) => panic!("{name} failed:\n{f}"),
+        (other, skip) => panic!(
+            "{name}: {other:?}, but this configuration expects {}",
+            if skip { "a skip" } else { "a pass" }
+        ),
+    }
+}
+
+/// One `#[test]` per stage 1 check and server configuration, as
+/// [`conformance_tests!`](crate::conformance_tests) does for stage 2 on:
+/// a test is named `CHECK::CONFIG` and starts its own server, so that
+/// `cargo test -p stage1-echo lines_come_back_exactly` runs one check
+/// against every configuration. `CTX` names a function in the calling
+/// module that makes the context from the address; `skips` lists the
+/// checks of options the configuration does not claim.
+///
+/// ```ignore
+/// common::echo_tests! {
+///     poll => (env!("CARGO_BIN_EXE_stage1-echo"), &["--model", "poll"], poll_ctx,
+///              skips [chat_broadcast_and_nicks]),
+/// }
+/// ```
+#[macro_export]
+macro_rules! echo_tests {
+    ($($config:ident => ($bin:expr, $args:expr, $ctx:ident, skips [$($skip:ident)*])),+ $(,)?) => {
+        $crate::echo_tests!(@checks [$( $config ($bin, $args, $ctx, [$($skip)*]) )+];
+            lines_come_back_exactly several_lines_in_one_write line_split_across_writes
+            megabyte_stream_while_reading disconnect_mid_line_does_not_hurt_the_next
+            clients_at_once line_protocol_commands chat_broadcast_and_nicks
+            idle_client_is_closed
+        );
+    };
+    (@checks $configs:tt; $($name:ident)*) => {
+        $( $crate::echo_tests!(@one $name $configs); )*
+    };
+    (@one $name:ident [$( $config:ident ($bin:expr, $args:expr, $ctx:ident, [$($skip:ident)*]) )+]) => {
+        mod $name {
+            $(
+                #[test]
+                fn $config() {
+                    $crate::testkit::echo::run_one(
+                        stringify!($name),
+                        $bin,
+                        $args,
+                        super::$ctx,
+                        &[$(stringify!($skip)),*],
+                    );
+                }
+            )+
+        }
+    };
+}
+
+/// The check names [`echo_tests!`](crate::echo_tests) lists, for the unit
+/// test that keeps it equal to [`CHECKS`].
+#[cfg(test)]
+fn macro_names() -> Vec<String> {
+    let src = include_str!("echo.rs");
+    let marker = "(@checks [$( $config ($bin, $args, $ctx, [$($skip)*]) )+];";
+    let start = src.find(marker).expect("the macro") + marker.len();
+    let end = start + src[start..].find(");").expect("the end of the list");
+    src[start..end]
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// The stage 1 rubric, in the order it runs.
 pub static CHECKS: &[Check<EchoCtx>] = &[
     echo_check!(
@@ -495,4 +582,16 @@ fn idle_client_is_closed(ctx: &EchoCtx) -> CheckResult {
         "the idle connection closed after about {limit:?}, not already after {after:?}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `echo_tests!` names every check of the rubric, in its order.
+    #[test]
+    fn the_macro_lists_every_check() {
+        let names: Vec<String> = CHECKS.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(macro_names(), names);
+    }
 }
