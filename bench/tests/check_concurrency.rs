@@ -3,8 +3,9 @@
 //!
 //! - Stage 4 passes rubrics 3 and 4 and fails exactly the stage 5 process
 //!   checks; stage 5 passes 3, 4 and 5; stage 2 fails exactly the stage 3
-//!   concurrency checks; today's stage 3 (the classic pool) passes the
-//!   stage 3 requirements and fails its extra credit.
+//!   concurrency checks; stage 3 passes the stage 3 rubric with its
+//!   extra credit, and its classic pool (`--idle classic`) passes the
+//!   requirements and fails the extra credit.
 //! - Servers written here fail what they should: one thread per connection
 //!   that never times out a slow head fails the stage 4 timeout and thread
 //!   checks; a "prefork" that never replaces a dead worker fails the
@@ -217,9 +218,8 @@ fn stage2_fails_exactly_the_stage3_concurrency_checks() {
     );
 }
 
-/// Stage 3's classic model: a pool whose workers each hold a connection
-/// for as long as it lives. Today it is stage 3's only model; once the
-/// poller (issue 17) is merged it is `--idle classic`, one word here.
+/// Stage 3's classic model (`--idle classic`): a pool whose workers each
+/// hold a connection for as long as it lives.
 const STAGE3_CLASSIC: &[&str] = &[
     "--idle",
     "classic",

@@ -150,7 +150,8 @@ pub struct HttpConfig {
     pub log_keep: u32,
 
     /// Path of the status page (Prometheus text), for stages that have one;
-    /// `off` disables it. Only loopback clients get it unless --status-remote.
+    /// `off` disables it. Only loopback clients get it unless --status-remote
+    /// or --status-allow.
     #[arg(long, value_name = "PATH", default_value = "/server-status")]
     pub status_path: String,
 
@@ -183,6 +184,13 @@ pub struct HttpConfig {
     /// Answer the status page to clients that are not on loopback too.
     #[arg(long, value_name = "BOOL", default_value_t = false, action = ArgAction::Set)]
     pub status_remote: bool,
+
+    /// Answer the status page to these addresses or networks too
+    /// (comma-separated, `198.18.0.2,10.0.0.0/8`): a balancer's health
+    /// checks, a monitoring host; everyone else gets 404.
+    #[arg(long, value_name = "NETS", value_delimiter = ',')]
+    #[serde(default)]
+    pub status_allow: Vec<crate::http::site::Net>,
 }
 
 /// The timeouts, checked and converted.
@@ -571,6 +579,7 @@ impl HttpConfig {
                 Some(StatusPage {
                     path: self.status_path.clone(),
                     allow_remote: self.status_remote,
+                    allow: self.status_allow.clone(),
                     source,
                 })
             }

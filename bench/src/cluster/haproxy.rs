@@ -13,8 +13,8 @@
 //! | 8083 | `close` | as `rr` with `option http-server-close`: a new connection to the backend for every request |
 //!
 //! Each proxy health-checks every backend on its own (`GET` of the
-//! backends' status page, which they answer to remote clients with
-//! `--status-remote`), so a server can be UP in one and not yet in
+//! backends' status page, which they answer to the balancer's address
+//! with `--status-allow`), so a server can be UP in one and not yet in
 //! another for a check interval; the lab waits on all of them.
 
 use std::fmt::Write as _;

@@ -5,8 +5,9 @@
 //!
 //! 1. **Build.** [`netns::Lab`] makes the hosts (a balancer, a client,
 //!    N backends) and the bridge between them; each backend host runs the
-//!    chosen stage with `--status-remote`, the balancer host runs HAProxy
-//!    with the configuration of [`haproxy::config`].
+//!    chosen stage with its status page open to the balancer and the
+//!    client host (`--status-allow`), the balancer host runs HAProxy with
+//!    the configuration of [`haproxy::config`].
 //! 2. **Scaling.** With 1, 2, … N backends in service (the others set to
 //!    `maint` through the runtime API), the bench's own load generator, in
 //!    the client host, runs closed-loop keep-alive load through the
@@ -282,7 +283,11 @@ fn start_backend(settings: &Settings, b: &Backend) -> io::Result<Proc> {
         .args(["--access-log", "off", "--log-level", "warn"])
         .arg("--error-log")
         .arg(&log)
-        .args(["--grace-period", "2", "--status-remote", "true"])
+        .args(["--grace-period", "2"])
+        // The page goes to the balancer's health checks and to the client
+        // host, which reads the request counts; to no one else.
+        .arg("--status-allow")
+        .arg(format!("{},{}", netns::LB_ADDR, netns::CLIENT_ADDR))
         .args(stage_flags(&settings.stage))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

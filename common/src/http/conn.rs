@@ -257,9 +257,7 @@ impl Conn {
             // The status page is answered to loopback clients only,
             // unless configured otherwise; to others it does not exist.
             // It is not rate-limited: monitoring must see an overload.
-            Some(page)
-                if req.path == page.path && (page.allow_remote || self.peer.is_loopback()) =>
-            {
+            Some(page) if req.path == page.path && page.allows(self.peer) => {
                 status_page(req, site, page, keep_alive, out)
             }
             _ => match self.rate_limited(site) {
@@ -432,6 +430,74 @@ mod tests {
             }
         }
         (statuses, !conn.closing())
+    }
+
+    /// The status page's source in these tests: one line.
+    #[derive(Debug)]
+    struct OneLine;
+
+    impl crate::http::StatusSource for OneLine {
+        fn render(&self, out: &mut String) {
+            out.push_str("up 1\n");
+        }
+    }
+
+    /// What a client at `peer` gets for the status page.
+    fn status_for(site: &Site, peer: &str) -> u16 {
+        let mut conn = Conn::new(peer.parse().unwrap());
+        let mut out = Vec::new();
+        let req = b"GET /server-status HTTP/1.1\r\nHost: t\r\n\r\n";
+        match conn.next(req, site, false, &mut out).1 {
+            Step::Respond(reply) => reply.status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `--status-allow`: the page goes to loopback and to the allowed
+    /// networks only (a balancer's health checks, a monitoring host);
+    /// any other client gets 404, as if it did not exist; with
+    /// `--status-remote true`, to everyone.
+    #[test]
+    fn the_status_page_goes_to_loopback_and_allowed_networks_only() {
+        let (_root, mut site) = Root::new("status-allow");
+        let page = |allow: &[&str], remote: bool| crate::http::site::StatusPage {
+            path: "/server-status".into(),
+            allow_remote: remote,
+            allow: allow.iter().map(|n| n.parse().unwrap()).collect(),
+            source: std::sync::Arc::new(OneLine),
+        };
+        site.status = Some(page(&[], false));
+        assert_eq!(status_for(&site, "127.0.0.1"), 200);
+        assert_eq!(status_for(&site, "::1"), 200);
+        assert_eq!(status_for(&site, "198.18.0.2"), 404);
+        site.status = Some(page(&["198.18.0.2", "10.1.0.0/16"], false));
+        assert_eq!(status_for(&site, "198.18.0.2"), 200);
+        assert_eq!(status_for(&site, "::ffff:198.18.0.2"), 200);
+        assert_eq!(status_for(&site, "198.18.0.3"), 404);
+        assert_eq!(status_for(&site, "10.1.255.7"), 200);
+        assert_eq!(status_for(&site, "10.2.0.1"), 404);
+        site.status = Some(page(&[], true));
+        assert_eq!(status_for(&site, "198.18.0.3"), 200);
+    }
+
+    /// `--status-allow` values: an address, `ADDRESS/BITS`, IPv6; a bad
+    /// one is refused with a reason; they print back as written.
+    #[test]
+    fn allowed_networks_parse_and_match() {
+        use crate::http::site::Net;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let n: Net = "0.0.0.0/0".parse().unwrap();
+        assert!(n.contains(ip("203.0.113.9")) && !n.contains(ip("2001:db8::1")));
+        let n: Net = "2001:db8::/32".parse().unwrap();
+        assert!(n.contains(ip("2001:db8:1::1")) && !n.contains(ip("2001:db9::1")));
+        assert_eq!(n.to_string(), "2001:db8::/32");
+        assert_eq!(
+            "198.18.0.2".parse::<Net>().unwrap().to_string(),
+            "198.18.0.2"
+        );
+        for bad in ["198.18.0.2/33", "host.example", "10.0.0.0/", "::/129"] {
+            assert!(bad.parse::<Net>().is_err(), "{bad}");
+        }
     }
 
     const POST: &[u8] = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\

@@ -55,8 +55,90 @@ pub struct StatusPage {
     pub path: String,
     /// Also answer clients that are not on the loopback interface.
     pub allow_remote: bool,
+    /// Also answer clients from these addresses or networks.
+    pub allow: Vec<Net>,
     /// The figures.
     pub source: std::sync::Arc<dyn StatusSource>,
+}
+
+impl StatusPage {
+    /// Whether a client at `peer` gets the page: loopback always; others
+    /// when the page is open to all or `peer` is in an allowed network.
+    pub fn allows(&self, peer: std::net::IpAddr) -> bool {
+        peer.is_loopback() || self.allow_remote || self.allow.iter().any(|n| n.contains(peer))
+    }
+}
+
+/// An address, or a network written `ADDRESS/BITS` (`198.18.0.2`,
+/// `10.0.0.0/8`, `fd00::/8`): what `--status-allow` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Net {
+    addr: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Net {
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 peer counts as
+    /// its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(ip, V4),
+            v4 => v4,
+        };
+        let (a, b, width) = match (self.addr, ip) {
+            (V4(a), V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),
+            (V6(a), V6(b)) => (a.to_bits(), b.to_bits(), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        shift >= width || (a >> shift) == (b >> shift)
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Net, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: not an IP address or ADDRESS/BITS"))?;
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits.map(str::parse::<u8>) {
+            None => width,
+            Some(Ok(b)) if b <= width => b,
+            Some(_) => return Err(format!("{s:?}: the prefix length must be 0 to {width}")),
+        };
+        Ok(Net { addr, bits })
+    }
+}
+
+impl TryFrom<String> for Net {
+    type Error = String;
+    fn try_from(s: String) -> Result<Net, String> {
+        s.parse()
+    }
+}
+
+impl From<Net> for String {
+    fn from(n: Net) -> String {
+        n.to_string()
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.bits == width {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.bits)
+        }
+    }
 }
 
 /// Everything the handler needs to know about the site; built once at
