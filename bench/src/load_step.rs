@@ -1,7 +1,8 @@
-//! `bench load-step`: stage 5's self-sizing pool under a load step — idle,
-//! then full load, then idle again — with the number of workers sampled
-//! from `/server-status` over time, written as `load-step.json` and drawn
-//! as `load-step.svg`.
+//! `bench load-step`: a self-sizing pool under a load step — idle, then
+//! full load, then idle again — with the number of workers sampled from
+//! `/server-status` over time, written as `load-step.json` and drawn as
+//! `load-step.svg`: stage 5's process pool (`--stage 5`, the default), or
+//! stage 3's thread pool (`--stage 3`, written as `load-step-stage3.*`).
 //!
 //! The full load is keep-alive connections that each live about a second
 //! (`--conn-life`), as a browser's do: a new connection goes to the worker
@@ -30,6 +31,10 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// `bench load-step`'s options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadStepArgs {
+    /// Whose pool: 5 (stage 5's worker processes) or 3 (stage 3's worker
+    /// threads).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=5))]
+    pub stage: u8,
     /// Seconds of idle before the load.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub idle: f64,
@@ -47,7 +52,8 @@ pub struct LoadStepArgs {
     /// one.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub conn_life: f64,
-    /// The pool's bounds, passed to stage 5.
+    /// The pool's bound (stage 5's `--max-workers`, stage 3's
+    /// `--max-threads`); it starts with one.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_workers: usize,
     /// Passed to stage 5.
@@ -56,16 +62,25 @@ pub struct LoadStepArgs {
     /// Passed to stage 5.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_spare: usize,
+    /// Passed to stage 3 (`--thread-idle-timeout`): seconds a thread above
+    /// the minimum may idle before it exits. The default is 0.3, not stage
+    /// 3's 60: the sampler's own five requests a second wake the idle
+    /// threads in turn (they wait on one condition variable, which wakes
+    /// its waiters in order), so with N threads each is woken every N/5 s,
+    /// and a longer idle timeout than that would never expire.
+    #[arg(long, value_name = "SECS", default_value_t = 0.3)]
+    pub thread_idle: f64,
     /// Load generator threads.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
     /// Where to write load-step.json and load-step.svg.
     #[arg(long, value_name = "DIR", default_value = "bench-report")]
     pub out: PathBuf,
-    /// Use target/release/stage5-prefork as built, instead of building it.
+    /// Use the stage's binary in target/release as built, instead of
+    /// building it.
     #[arg(long)]
     pub no_build: bool,
-    /// Run this stage 5 binary (implies --no-build).
+    /// Run this binary of the stage (implies --no-build).
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
 }
@@ -75,9 +90,10 @@ pub struct LoadStepArgs {
 pub struct Sample {
     /// Seconds since the start of the run.
     pub t: f64,
-    /// `prefork_workers`.
+    /// `prefork_workers` (stage 3: `threadpool_workers`).
     pub workers: u64,
-    /// `prefork_workers_spare`.
+    /// `prefork_workers_spare` (stage 3: the workers not busy, the
+    /// status request's own excepted).
     pub spare: u64,
     /// Responses per second since the previous sample.
     pub rps: f64,
@@ -86,7 +102,7 @@ pub struct Sample {
 /// What `load-step.json` holds.
 #[derive(Debug, Serialize)]
 pub struct LoadStep {
-    /// The command line stage 5 ran with.
+    /// The command line the stage ran with.
     pub server: Vec<String>,
     /// When the load started and ended, in seconds since the start.
     pub load_from: f64,
@@ -100,6 +116,69 @@ pub struct LoadStep {
     pub errors: Errors,
     /// Fewest and most workers seen in each phase: before, during, after.
     pub workers: [(u64, u64); 3],
+}
+
+/// What differs between the two pools.
+struct Pool {
+    package: &'static str,
+    /// The gauges: workers, and spare workers (stage 5) or busy ones
+    /// (stage 3).
+    workers: &'static str,
+    spare: Option<&'static str>,
+    busy: Option<&'static str>,
+    /// The name of the files written.
+    file: &'static str,
+    caption: &'static str,
+    axis: &'static str,
+    series: [&'static str; 2],
+}
+
+fn pool(stage: u8) -> Pool {
+    if stage == 3 {
+        Pool {
+            package: "stage3-threadpool",
+            workers: "threadpool_workers",
+            spare: None,
+            busy: Some("threadpool_busy_workers"),
+            file: "load-step-stage3",
+            caption: "Stage 3, self-sizing thread pool: idle → full load → idle",
+            axis: "worker threads",
+            series: ["worker threads", "idle worker threads"],
+        }
+    } else {
+        Pool {
+            package: "stage5-prefork",
+            workers: "prefork_workers",
+            spare: Some("prefork_workers_spare"),
+            busy: None,
+            file: "load-step",
+            caption: "Stage 5, self-sizing pool: idle → full load → idle",
+            axis: "worker processes",
+            series: ["workers", "spare workers"],
+        }
+    }
+}
+
+/// The pool's flags: from one worker up to `--max-workers`.
+fn pool_flags(args: &LoadStepArgs) -> Vec<String> {
+    let flags: Vec<(&str, String)> = if args.stage == 3 {
+        vec![
+            ("--min-threads", "1".into()),
+            ("--max-threads", args.max_workers.to_string()),
+            ("--thread-idle-timeout", args.thread_idle.to_string()),
+        ]
+    } else {
+        vec![
+            ("--min-workers", "1".into()),
+            ("--max-workers", args.max_workers.to_string()),
+            ("--min-spare", args.min_spare.to_string()),
+            ("--max-spare", args.max_spare.to_string()),
+        ]
+    };
+    flags
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
 }
 
 /// Runs the load step; returns the process exit status.
@@ -117,13 +196,20 @@ pub fn main(args: &LoadStepArgs) -> i32 {
 }
 
 fn run(args: &LoadStepArgs) -> io::Result<LoadStep> {
+    if args.stage != 3 && args.stage != 5 {
+        return Err(io::Error::other(format!(
+            "--stage {}: stages 3 and 5 have self-sizing pools",
+            args.stage
+        )));
+    }
     let root = targets::workspace_root();
+    let pool = pool(args.stage);
     let bin = match &args.bin {
         Some(b) => b.clone(),
         None if args.no_build => {
-            targets::release_binary(&root, "stage5-prefork").map_err(io::Error::other)?
+            targets::release_binary(&root, pool.package).map_err(io::Error::other)?
         }
-        None => targets::build_release(&root, "stage5-prefork").map_err(io::Error::other)?,
+        None => targets::build_release(&root, pool.package).map_err(io::Error::other)?,
     };
     let out = if args.out.is_absolute() {
         args.out.clone()
@@ -133,27 +219,12 @@ fn run(args: &LoadStepArgs) -> io::Result<LoadStep> {
     std::fs::create_dir_all(&out)?;
     let scratch = TempDir::new("bench-load-step")?;
     let site = targets::make_site(&root.join("www"), &scratch.path)?;
-    let server_args: Vec<String> = [
-        "--addr",
-        "127.0.0.1:0",
-        "--access-log",
-        "off",
-        "--min-workers",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--max-workers".into(),
-        args.max_workers.to_string(),
-        "--min-spare".into(),
-        args.min_spare.to_string(),
-        "--max-spare".into(),
-        args.max_spare.to_string(),
-        "--root".into(),
-        site.display().to_string(),
-    ])
-    .collect();
+    let server_args: Vec<String> = ["--addr", "127.0.0.1:0", "--access-log", "off"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(pool_flags(args))
+        .chain(["--root".into(), site.display().to_string()])
+        .collect();
     let mut server = Server::start(&bin, &server_args)?;
     let addr = server.addr;
 
@@ -161,7 +232,8 @@ fn run(args: &LoadStepArgs) -> io::Result<LoadStep> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = Arc::clone(&stop);
-        thread::spawn(move || sample_until(addr, started, &stop))
+        let gauges = (pool.workers, pool.spare, pool.busy);
+        thread::spawn(move || sample_until(addr, started, &stop, gauges))
     };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     thread::sleep(secs(args.idle));
@@ -197,13 +269,13 @@ fn run(args: &LoadStepArgs) -> io::Result<LoadStep> {
         errors,
     };
     let json = serde_json::to_string_pretty(&step).map_err(io::Error::other)?;
-    std::fs::write(out.join("load-step.json"), json)?;
-    chart(&out.join("load-step.svg"), &step).map_err(io::Error::other)?;
-    println!(
-        "wrote {} and {}",
-        out.join("load-step.json").display(),
-        out.join("load-step.svg").display()
+    let (json_path, svg_path) = (
+        out.join(format!("{}.json", pool.file)),
+        out.join(format!("{}.svg", pool.file)),
     );
+    std::fs::write(&json_path, json)?;
+    chart(&svg_path, &step, &pool).map_err(io::Error::other)?;
+    println!("wrote {} and {}", json_path.display(), svg_path.display());
     Ok(step)
 }
 
@@ -229,8 +301,16 @@ fn full_load(addr: SocketAddr, args: &LoadStepArgs, length: Duration) -> io::Res
     Ok((requests, errors))
 }
 
+/// The gauges a sample reads: workers, then spare workers or busy ones.
+type Gauges = (&'static str, Option<&'static str>, Option<&'static str>);
+
 /// Reads the status page every [`SAMPLE_EVERY`] until `stop`.
-fn sample_until(addr: SocketAddr, started: Instant, stop: &AtomicBool) -> Vec<Sample> {
+fn sample_until(
+    addr: SocketAddr,
+    started: Instant,
+    stop: &AtomicBool,
+    (workers_gauge, spare_gauge, busy_gauge): Gauges,
+) -> Vec<Sample> {
     let mut samples: Vec<Sample> = Vec::new();
     let mut last: Option<(f64, u64)> = None;
     while !stop.load(Ordering::SeqCst) {
@@ -245,11 +325,17 @@ fn sample_until(addr: SocketAddr, started: Instant, stop: &AtomicBool) -> Vec<Sa
                         .ok()
                 })
             };
-            if let (Some(workers), Some(spare), Some(total)) = (
-                value("prefork_workers"),
-                value("prefork_workers_spare"),
-                value("http_requests_total"),
-            ) {
+            let workers = value(workers_gauge);
+            // Stage 3 counts busy workers; the status request being
+            // answered is one of them, and not load.
+            let spare = match (spare_gauge, busy_gauge, workers) {
+                (Some(g), _, _) => value(g),
+                (None, Some(g), Some(w)) => value(g).map(|b| w.saturating_sub(b.saturating_sub(1))),
+                _ => None,
+            };
+            if let (Some(workers), Some(spare), Some(total)) =
+                (workers, spare, value("http_requests_total"))
+            {
                 let rps = match last {
                     Some((t0, n0)) if t > t0 => total.saturating_sub(n0) as f64 / (t - t0),
                     _ => 0.0,
@@ -278,7 +364,7 @@ fn status_page(addr: SocketAddr) -> io::Result<String> {
     Ok(text)
 }
 
-/// The stage 5 master, started on a free port.
+/// The server (stage 5's master, or stage 3), started on a free port.
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -301,7 +387,8 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(io::Error::other(format!(
-                    "stage 5 did not start (its first line: {line:?})"
+                    "{} did not start (its first line: {line:?})",
+                    bin.display()
                 )))
             }
         }
@@ -341,7 +428,7 @@ fn print_summary(step: &LoadStep) {
 
 /// Workers (and spare workers) over time, with the responses per second on
 /// a second axis and the load's window shaded.
-fn chart(path: &Path, step: &LoadStep) -> Result<(), String> {
+fn chart(path: &Path, step: &LoadStep, pool: &Pool) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let tmax = step.samples.last().map_or(1.0, |s| s.t).max(1.0);
     let wmax = step.samples.iter().map(|s| s.workers).max().unwrap_or(1) + 1;
@@ -349,10 +436,7 @@ fn chart(path: &Path, step: &LoadStep) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Stage 5, self-sizing pool: idle → full load → idle",
-            ("sans-serif", 22),
-        )
+        .caption(pool.caption, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -363,7 +447,7 @@ fn chart(path: &Path, step: &LoadStep) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("seconds")
-        .y_desc("worker processes")
+        .y_desc(pool.axis)
         .draw()
         .map_err(|e| err(&e))?;
     chart
@@ -399,11 +483,11 @@ fn chart(path: &Path, step: &LoadStep) -> Result<(), String> {
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
     for (name, colour, value) in [
         (
-            "workers",
+            pool.series[0],
             blue,
             (|s: &Sample| s.workers) as fn(&Sample) -> u64,
         ),
-        ("spare workers", green, |s: &Sample| s.spare),
+        (pool.series[1], green, |s: &Sample| s.spare),
     ] {
         let mut pts = Vec::new();
         for pair in step.samples.windows(2) {

@@ -66,3 +66,45 @@ fn a_load_step_grows_the_pool_and_writes_the_chart() {
     }
     assert!(stdout.contains("| full load |"), "{stdout}");
 }
+
+/// The same with stage 3's thread pool (`--stage 3`): one thread while
+/// idle, more under the load, one again after it (the threads above the
+/// minimum retire after `--thread-idle`), no client error; the files are
+/// named for the stage.
+#[test]
+fn a_load_step_grows_and_shrinks_stage3s_thread_pool() {
+    let bin = check_common::build("stage3-threadpool");
+    let dir = TempDir::new("bench-load-step-stage3").expect("a temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["load-step", "--stage", "3", "--idle", "1", "--load", "4"])
+        .args(["--after", "4", "--max-workers", "3", "--connections", "16"])
+        .args(["--out", "report"])
+        .arg("--bin")
+        .arg(&bin)
+        .current_dir(&dir.path)
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = dir.path.join("report");
+    let svg = std::fs::read_to_string(report.join("load-step-stage3.svg")).expect("the chart");
+    assert!(svg.contains("worker threads"), "{svg:.300}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("load-step-stage3.json")).expect("the samples"),
+    )
+    .expect("JSON");
+    let [before, during, after] = [0, 1, 2].map(|i| {
+        let p = &json["workers"][i];
+        (p[0].as_u64().unwrap(), p[1].as_u64().unwrap())
+    });
+    assert_eq!(before, (1, 1), "one thread while idle: {json}");
+    assert!(during.1 > 1, "the pool never grew under the load: {json}");
+    assert_eq!(after.0, 1, "the pool never shrank back to one: {json}");
+    for kind in ["connect", "read", "write", "timeout", "parse", "closed"] {
+        assert_eq!(json["errors"][kind], 0, "{kind} errors: {json}");
+    }
+}
