@@ -386,10 +386,12 @@ fn a_silent_server_runs_out_the_budget() {
     assert!(out.ends_with(" failed\n"), "{out}");
 }
 
-/// A server that exits in the middle of the rubric (this one serves one
-/// connection, then exits) fails the check it was in, with its last
-/// output, and every later check is reported as not run: the checker
-/// neither hangs nor blames the server's absence on each check in turn.
+/// A server that exits in the middle of the rubric (this one reads the
+/// first line a check sends and exits without an answer; connections
+/// that send nothing, such as a readiness probe, are closed and it goes
+/// on) fails the check it was in, with its last output, and every later
+/// check is reported as not run: the checker neither hangs nor blames the
+/// server's absence on each check in turn.
 #[test]
 fn a_server_that_exits_mid_rubric_is_reported() {
     if !require_tool(
@@ -399,21 +401,27 @@ fn a_server_that_exits_mid_rubric_is_reported() {
     ) {
         return;
     }
-    let once = "import socket, sys\n\
+    let once = "import os, socket, sys\n\
                 s = socket.socket()\n\
                 s.bind(('127.0.0.1', {port}))\n\
                 s.listen(16)\n\
                 print('listening on http://127.0.0.1:{port}/', flush=True)\n\
-                c, _ = s.accept()\n\
-                f = c.makefile('rwb')\n\
-                for line in f:\n\
-                \x20   f.write(line); f.flush()\n\
-                print('served one client; goodbye', file=sys.stderr, flush=True)\n";
+                while True:\n\
+                \x20   c, _ = s.accept()\n\
+                \x20   if c.makefile('rb').readline():\n\
+                \x20       break\n\
+                \x20   c.close()\n\
+                print('read one line; goodbye', file=sys.stderr, flush=True)\n\
+                os._exit(3)\n";
     let (code, out) = bench_check(&["--stage", "1", "--", "python3", "-c", once]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("the server exited during this check"), "{out}");
     assert!(
-        out.contains("served one client; goodbye"),
+        out.contains("FAIL lines_come_back_exactly")
+            && out.contains("the server exited during this check: exit status: 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("read one line; goodbye"),
         "its last output: {out}"
     );
     assert!(

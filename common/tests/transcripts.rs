@@ -80,6 +80,7 @@ chapters! {
     checking => "checking.md",
     hardening => "hardening.md",
     debugging => "debugging.md",
+    fuzzing => "fuzzing.md",
 }
 
 /// The exceptions are visible: every block the book marks as not run here

@@ -372,10 +372,30 @@ fn open_up(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// How long a check that failed waits to see whether the server exited:
+/// a server that closes its listener on the way out refuses connections
+/// a moment before the process is gone, and the next checks would
+/// otherwise fail one by one on "connection refused".
+const EXIT_AFTER_FAILURE: Duration = Duration::from_millis(300);
+
 /// Something that may stop running while checks run.
 pub trait Watched {
     /// `Some(why)` once the server has exited.
     fn exited(&mut self) -> Option<String>;
+
+    /// `Some(why)` if the server has exited, or does within `wait`.
+    fn exited_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(why) = self.exited() {
+                return Some(why);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// No process to watch (a server in this process, in tests).
@@ -427,9 +447,14 @@ pub fn grade<C: Send + Sync + 'static>(
         } else {
             let _ = check::take_notes();
             let (mut outcome, took) = check::run_with_timeout(c, ctx, per_check.min(left));
+            let wait = if matches!(outcome, Outcome::Fail(_)) {
+                EXIT_AFTER_FAILURE
+            } else {
+                Duration::ZERO
+            };
             if ends_server(c.name) {
                 stop = Some("not run: the server was stopped".into());
-            } else if let Some(why) = server.exited() {
+            } else if let Some(why) = server.exited_within(wait) {
                 let why = format!("the server exited during this check: {why}");
                 outcome = Outcome::Fail(Failure::new(why.clone()));
                 stop = Some("not run: the server is not running".into());
