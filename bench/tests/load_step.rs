@@ -3,41 +3,46 @@
 //! samples and the chart. It asserts what the run shows (the pool grew
 //! under the load, and the clients saw no error), never how fast.
 
-use std::process::Command;
-
 use bench::targets::TempDir;
 
 #[allow(
     dead_code,
-    reason = "the bench tests' shared helpers: this test needs only build"
+    reason = "the bench tests' shared helpers: these tests need build and run_bench_in"
 )]
 mod check_common;
 
-#[test]
-fn a_load_step_grows_the_pool_and_writes_the_chart() {
-    let bin = check_common::build("stage5-prefork");
-    let dir = TempDir::new("bench-load-step-test").expect("a temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["load-step", "--idle", "1", "--load", "4", "--after", "4"])
-        .args([
+/// A load step of 9 seconds (1 idle, 4 of 16 connections, 4 idle) on a
+/// pool of at most three, with `bin` as stage `stage`, written to
+/// `dir/report`; its stdout.
+fn short_step(dir: &TempDir, stage: &str, bin: &std::path::Path) -> String {
+    check_common::run_bench_in(
+        &dir.path,
+        &[
+            "load-step",
+            "--stage",
+            stage,
+            "--idle",
+            "1",
+            "--load",
+            "4",
+            "--after",
+            "4",
             "--max-workers",
             "3",
             "--connections",
             "16",
             "--out",
             "report",
-        ])
-        .arg("--bin")
-        .arg(&bin)
-        .current_dir(&dir.path)
-        .output()
-        .expect("bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+        bin,
+    )
+}
+
+#[test]
+fn a_load_step_grows_the_pool_and_writes_the_chart() {
+    let bin = check_common::build("stage5-prefork");
+    let dir = TempDir::new("bench-load-step-test").expect("a temp dir");
+    let stdout = short_step(&dir, "5", &bin);
     let report = dir.path.join("report");
     let svg = std::fs::read_to_string(report.join("load-step.svg")).expect("the chart");
     assert!(
@@ -75,21 +80,7 @@ fn a_load_step_grows_the_pool_and_writes_the_chart() {
 fn a_load_step_grows_and_shrinks_stage3s_thread_pool() {
     let bin = check_common::build("stage3-threadpool");
     let dir = TempDir::new("bench-load-step-stage3").expect("a temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["load-step", "--stage", "3", "--idle", "1", "--load", "4"])
-        .args(["--after", "4", "--max-workers", "3", "--connections", "16"])
-        .args(["--out", "report"])
-        .arg("--bin")
-        .arg(&bin)
-        .current_dir(&dir.path)
-        .output()
-        .expect("bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    short_step(&dir, "3", &bin);
     let report = dir.path.join("report");
     let svg = std::fs::read_to_string(report.join("load-step-stage3.svg")).expect("the chart");
     assert!(svg.contains("worker threads"), "{svg:.300}");

@@ -10,7 +10,7 @@ use bench::targets::TempDir;
 
 #[allow(
     dead_code,
-    reason = "the bench tests' shared helpers: this test needs only build"
+    reason = "the bench tests' shared helpers: these tests need build and run_bench_in"
 )]
 mod check_common;
 
@@ -18,8 +18,9 @@ mod check_common;
 fn the_proxies_answer_without_errors_and_the_table_is_written() {
     let bin = check_common::build("stage4-epoll");
     let dir = TempDir::new("bench-proxy-test").expect("a temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
+    check_common::run_bench_in(
+        &dir.path,
+        &[
             "proxy",
             "--rounds",
             "1",
@@ -27,18 +28,12 @@ fn the_proxies_answer_without_errors_and_the_table_is_written() {
             "0.3",
             "--warmup",
             "0",
-        ])
-        .args(["--connections", "4", "--out", "report"])
-        .arg("--bin")
-        .arg(&bin)
-        .current_dir(&dir.path)
-        .output()
-        .expect("bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--connections",
+            "4",
+            "--out",
+            "report",
+        ],
+        &bin,
     );
     let report = dir.path.join("report");
     let json: serde_json::Value = serde_json::from_str(

@@ -44,3 +44,27 @@ pub fn bench_check(args: &[&str]) -> (i32, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().unwrap_or(-1), stdout)
 }
+
+/// Runs `bench ARGS --bin BIN` in `dir` (so that a relative `--out` lands
+/// there) and returns its stdout; fails the test, with both outputs, if
+/// it does not exit 0.
+#[allow(
+    dead_code,
+    reason = "the load-step and proxy tests use it, the checker's tests do not"
+)]
+pub fn run_bench_in(dir: &Path, args: &[&str], bin: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .arg("--bin")
+        .arg(bin)
+        .current_dir(dir)
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -56,6 +56,19 @@ pub struct Failure {
     pub script: Option<Box<String>>,
 }
 
+/// The names a check macro lists after `marker` up to its `);` (in
+/// `src`, the macro's own source file), for the unit tests that keep
+/// `conformance_tests!` and `echo_tests!` equal to their tables.
+#[cfg(test)]
+pub(crate) fn macro_list(src: &str, marker: &str) -> Vec<String> {
+    let start = src.find(marker).expect("the macro") + marker.len();
+    let end = start + src[start..].find(");").expect("the end of the list");
+    src[start..end]
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// What every check returns.
 pub type CheckResult = Result<(), Failure>;
 

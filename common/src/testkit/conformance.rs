@@ -620,14 +620,7 @@ macro_rules! conformance_tests {
 /// for the unit test that keeps it equal to [`CHECKS`].
 #[cfg(test)]
 fn macro_names() -> Vec<String> {
-    let src = include_str!("conformance.rs");
-    let marker = "(@checks [$($config)+];";
-    let start = src.find(marker).expect("the macro") + marker.len();
-    let end = start + src[start..].find(");").expect("the end of the list");
-    src[start..end]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    super::check::macro_list(include_str!("conformance.rs"), "(@checks [$($config)+];")
 }
 
 /// The fixture document root, removed on drop.

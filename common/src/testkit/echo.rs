@@ -166,14 +166,10 @@ macro_rules! echo_tests {
 /// test that keeps it equal to [`CHECKS`].
 #[cfg(test)]
 fn macro_names() -> Vec<String> {
-    let src = include_str!("echo.rs");
-    let marker = "(@checks [$( $config ($bin, $args, $ctx, [$($skip)*]) )+];";
-    let start = src.find(marker).expect("the macro") + marker.len();
-    let end = start + src[start..].find(");").expect("the end of the list");
-    src[start..end]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    check::macro_list(
+        include_str!("echo.rs"),
+        "(@checks [$( $config ($bin, $args, $ctx, [$($skip)*]) )+];",
+    )
 }
 
 /// The stage 1 rubric, in the order it runs.
