@@ -297,7 +297,6 @@ where
         .fetch_add(1, Ordering::Relaxed);
     Some((new, fresh, timeouts))
 }
-// ANCHOR_END: reload
 
 /// A re-read configuration compared with the running one
 /// ([`compare`]).
@@ -353,6 +352,8 @@ where
         restart,
     })
 }
+
+// ANCHOR_END: reload
 
 /// The log lines of a reload that is applied: what needs a restart (a
 /// warning), then what changed, or that nothing did; `then` ends the
