@@ -161,7 +161,13 @@ fn main() {
         signals,
         logs,
         timeouts,
+        tls,
     } = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
+    if tls.is_some() {
+        // Refused rather than ignored: serving plaintext to a client that
+        // was told HTTPS would be worse than not starting.
+        fatal(&"--tls-cert: stage 3 does not speak TLS yet (stages 2, 4 and 5 do)");
+    }
 
     // SIGHUP: the acceptor (or the poller) re-reads the command line and
     // its --config file, and the next connections get what it says now.
