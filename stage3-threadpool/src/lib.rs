@@ -196,6 +196,7 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
         site: &site,
         timeouts: ctx.timeouts(),
         signals: &ctx.signals,
+        tls: None,
     };
     if let Err(e) = connection::serve_connection(stream, peer, &opts, ctx) {
         log::debug!("{peer}: {e}");
