@@ -258,6 +258,38 @@ pub fn untrusted_client_fails(bin: &str, args: &[&str]) {
     );
 }
 
+/// A file too large for one read, sent through TLS in chunks (no
+/// `sendfile`), arrives whole, twice on one connection.
+pub fn large_file_arrives_whole(bin: &str, args: &[&str]) {
+    const BIG: usize = 3 << 20;
+    let certs = Certs::new("tls-big");
+    let root = TempDir::site("tls-big-root", BIG);
+    let mut all = certs.args(&[]);
+    all.extend_from_slice(args);
+    let server = ServerProcess::serving(bin, &root.path, &all);
+    let req = b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let got = exchange(server.addr, &certs.client_config(), req).expect("two large answers");
+    let want = super::files::big_bytes(BIG);
+    let mut rest = &got[..];
+    for i in 0..2 {
+        let head_end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("answer {i}: no head"))
+            + 4;
+        assert!(rest.starts_with(b"HTTP/1.1 200 "), "answer {i}");
+        let body = &rest[head_end..];
+        assert!(
+            body.len() >= BIG,
+            "answer {i}: {} of {BIG} bytes",
+            body.len()
+        );
+        assert!(body[..BIG] == want[..], "answer {i}: the bytes differ");
+        rest = &body[BIG..];
+    }
+    assert!(rest.is_empty(), "{} bytes after the answers", rest.len());
+}
+
 /// The TLS tests for an HTTPS stage: `common::tls_tests!(BIN, ARGS)`
 /// expands to one `#[test]` per check.
 #[macro_export]
@@ -279,6 +311,12 @@ macro_rules! tls_tests {
         #[test]
         fn stalled_handshake_times_out() {
             $crate::testkit::tls::stalled_handshake_times_out($bin, $args);
+        }
+
+        /// A large file through TLS arrives whole.
+        #[test]
+        fn large_file_arrives_whole() {
+            $crate::testkit::tls::large_file_arrives_whole($bin, $args);
         }
 
         /// A client that does not trust the certificate fails.
