@@ -40,6 +40,7 @@ fn load_generator_against_stage2() {
             site: &site,
             timeouts,
             signals: &signals,
+            tls: None,
         };
         let server = s.spawn(move || run(&listener, &opts));
 

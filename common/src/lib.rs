@@ -17,11 +17,13 @@
 //! - [`limits`]: the open-files limit and the listen backlog.
 //! - [`stats`]: the counters every stage keeps and the status page.
 //! - [`time`]: calendar arithmetic and per-second date caches.
+//! - [`tls`]: TLS with rustls (`--tls-cert`, `--tls-key`), one sans-IO
+//!   adapter between a socket and the core that every stage drives.
 //! - `testkit` (feature `testkit`): start a stage on port 0, and the shared
 //!   conformance suite every HTTP stage must pass.
 //!
 //! This is teaching code that tries hard to be correct, not a hardened
-//! production server: there is no TLS, no HTTP/2, and no request bodies are
+//! production server: TLS is there (rustls) but no HTTP/2, and no request bodies are
 //! ever processed.
 #![warn(missing_docs)]
 
@@ -37,3 +39,4 @@ pub mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;
+pub mod tls;

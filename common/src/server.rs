@@ -191,6 +191,16 @@ pub struct HttpConfig {
     #[arg(long, value_name = "NETS", value_delimiter = ',')]
     #[serde(default)]
     pub status_allow: Vec<crate::http::site::Net>,
+
+    /// Serve HTTPS: the certificate chain (PEM) to present; needs
+    /// --tls-key. TLS 1.3 and 1.2, ALPN `http/1.1`. Files are then read
+    /// and encrypted in chunks instead of sent with sendfile(2).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The timeouts, checked and converted.
@@ -219,6 +229,9 @@ pub struct Server {
     pub logs: Logs,
     /// The timeouts.
     pub timeouts: Timeouts,
+    /// The TLS configuration, with --tls-cert and --tls-key: every
+    /// accepted connection then starts a [`crate::tls::Session`].
+    pub tls: Option<Arc<crate::tls::ServerConfig>>,
 }
 
 // ANCHOR: reload
@@ -226,7 +239,11 @@ pub struct Server {
 /// socket it listens on, and who it runs as. Everything else of
 /// [`HttpConfig`] applies to the next request (the log files to the next
 /// line); a stage's own flags (pool sizes, loops) need a restart too.
-pub const RESTART_ONLY: [&str; 6] = ["addr", "backlog", "user", "group", "chroot", "max_fds"];
+/// The certificate and key are loaded once, before the privileges are
+/// dropped (a key file is readable by root only).
+pub const RESTART_ONLY: [&str; 8] = [
+    "addr", "backlog", "user", "group", "chroot", "max_fds", "tls_cert", "tls_key",
+];
 
 /// The settings of the log files: a reload that changes one of them moves
 /// the logs ([`Logs::switch`]).
@@ -477,6 +494,21 @@ impl HttpConfig {
         })
     }
 
+    /// The TLS configuration of --tls-cert and --tls-key (ALPN
+    /// `http/1.1`), or `None` without them.
+    pub fn tls(&self) -> io::Result<Option<Arc<crate::tls::ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::tls::server_config(cert, key, &[crate::tls::ALPN_HTTP1]).map(Some)
+            }
+            (None, None) => Ok(None),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--tls-cert and --tls-key go together",
+            )),
+        }
+    }
+
     /// The log settings.
     pub fn log_settings(&self) -> io::Result<LogSettings> {
         let level = crate::logging::parse_level(&self.log_level).ok_or_else(|| {
@@ -523,6 +555,11 @@ impl HttpConfig {
         {
             log::debug!("open files limit: {soft}");
         }
+        // The key is read while the process may still read it.
+        let tls = self.tls()?;
+        if tls.is_some() {
+            counters.tls_enabled.store(1, Ordering::Relaxed);
+        }
         // ANCHOR: drop_privileges
         // Bound already (the caller did), logs open: now become --user,
         // inside --chroot, before anything a client sends is read.
@@ -541,6 +578,7 @@ impl HttpConfig {
             signals,
             logs,
             timeouts,
+            tls,
         })
     }
 

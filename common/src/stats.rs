@@ -63,6 +63,15 @@ pub struct Counters {
     /// `epoll_wait` (stages 4 and 5; stage 5's master sizes its pool from
     /// it). Not on the shared part of the status page: 0 in stages 2–3.
     pub loop_busy_us: AtomicU64,
+    /// Non-zero when the server speaks TLS (`--tls-cert`): the handshake
+    /// counters are shown only then.
+    pub tls_enabled: AtomicU64,
+    /// TLS handshakes completed.
+    pub tls_ok: AtomicU64,
+    /// TLS handshakes refused: a bad handshake, plaintext on the TLS port.
+    pub tls_failed: AtomicU64,
+    /// TLS handshakes cut off by the header timeout.
+    pub tls_timeout: AtomicU64,
 }
 // ANCHOR_END: counters
 
@@ -87,6 +96,10 @@ impl Counters {
             timeouts_send: AtomicU64::new(0),
             started_at: AtomicU64::new(0),
             loop_busy_us: AtomicU64::new(0),
+            tls_enabled: AtomicU64::new(0),
+            tls_ok: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
+            tls_timeout: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +122,10 @@ impl Counters {
             &self.timeouts_send,
             &self.started_at,
             &self.loop_busy_us,
+            &self.tls_enabled,
+            &self.tls_ok,
+            &self.tls_failed,
+            &self.tls_timeout,
         ] {
             a.store(0, Relaxed);
         }
@@ -196,6 +213,10 @@ impl Counters {
             (&self.timeouts_keepalive, &other.timeouts_keepalive),
             (&self.timeouts_send, &other.timeouts_send),
             (&self.loop_busy_us, &other.loop_busy_us),
+            (&self.tls_enabled, &other.tls_enabled),
+            (&self.tls_ok, &other.tls_ok),
+            (&self.tls_failed, &other.tls_failed),
+            (&self.tls_timeout, &other.tls_timeout),
         ] {
             a.fetch_add(b.load(Relaxed), Relaxed);
         }
@@ -298,6 +319,23 @@ impl Counters {
                 g(value)
             );
         }
+        if g(&self.tls_enabled) > 0 {
+            let _ = writeln!(
+                out,
+                "# HELP http_tls_handshakes_total TLS handshakes, by outcome.\n# TYPE http_tls_handshakes_total counter"
+            );
+            for (result, value) in [
+                ("ok", &self.tls_ok),
+                ("failed", &self.tls_failed),
+                ("timeout", &self.tls_timeout),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "http_tls_handshakes_total{{result=\"{result}\"}} {}",
+                    g(value)
+                );
+            }
+        }
         let started = g(&self.started_at);
         let uptime = if started == 0 {
             0
@@ -389,6 +427,27 @@ mod tests {
         assert!(text.contains("http_connections_active 2\n"), "{text}");
         assert!(
             text.contains("http_timeouts_total{kind=\"header\"} 2\n"),
+            "{text}"
+        );
+    }
+
+    /// The TLS handshake counters are on the page only when TLS is on.
+    #[test]
+    fn tls_counters_show_only_with_tls() {
+        let c = Counters::new();
+        let mut text = String::new();
+        c.render(&mut text);
+        assert!(!text.contains("http_tls_handshakes_total"), "{text}");
+        c.tls_enabled.store(1, Relaxed);
+        c.tls_failed.fetch_add(1, Relaxed);
+        text.clear();
+        c.render(&mut text);
+        assert!(
+            text.contains("http_tls_handshakes_total{result=\"failed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_tls_handshakes_total{result=\"ok\"} 0\n"),
             "{text}"
         );
     }

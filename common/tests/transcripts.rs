@@ -81,6 +81,7 @@ chapters! {
     hardening => "hardening.md",
     debugging => "debugging.md",
     fuzzing => "fuzzing.md",
+    tls => "tls.md",
 }
 
 /// The exceptions are visible: every block the book marks as not run here

@@ -107,6 +107,16 @@ pub struct Config {
     /// Log verbosity on stderr.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+
+    /// Speak TLS (rustls): the certificate chain (PEM) to present; needs
+    /// --tls-key and a multiplexed model (select, poll or epoll). Try it
+    /// with `openssl s_client -quiet -connect HOST:PORT`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -118,6 +128,9 @@ impl Config {
         }
         if self.edge_read_once && !self.edge {
             return Err("--edge-read-once needs --model epoll --edge".into());
+        }
+        if self.tls_cert.is_some() && self.model == Model::Blocking {
+            return Err("--tls-cert needs --model select, poll or epoll".into());
         }
         self.room.limits()?;
         Ok(())

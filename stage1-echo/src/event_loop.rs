@@ -26,9 +26,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use common::signals::Signals;
+use common::stats::PROCESS;
+use common::tls::{Input, ServerConfig, Session};
 
 use crate::net::{ACCEPT_BACKOFF, GRACE, LINGER, interrupted, would_block};
 use crate::readiness::{Entry, Interest, Ready, Waiter, raw};
@@ -71,6 +74,10 @@ struct Conn {
     /// A read returned 0: the client's `FIN` is already here, so once our
     /// output is written there is nothing left to wait for (no lingering).
     peer_closed: bool,
+    /// With `--tls-cert`: the TLS layer (`common::tls`) between the socket
+    /// and the room. Reads go through its `read_from`, the room's output
+    /// through its `push` and `write_to`; the room never knows.
+    tls: Option<Box<Session>>,
 }
 
 /// The life of a connection after `accept`.
@@ -104,6 +111,7 @@ pub fn run(
     signals: &Signals,
     waiter: &mut dyn Waiter,
     rules: EdgeRules,
+    tls: Option<&Arc<ServerConfig>>,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut listener = Some(listener);
@@ -163,7 +171,7 @@ pub fn run(
         // no event will come for it.
         let mut due: BTreeSet<ClientId> = BTreeSet::new();
         for (&id, conn) in &conns {
-            let want = interest(&room, id, conn.phase);
+            let want = interest(&room, id, conn);
             if edge && ((conn.ready.read && want.read) || (conn.ready.write && want.write)) {
                 due.insert(id);
             }
@@ -222,7 +230,7 @@ pub fn run(
         // New clients last: a seat freed in this turn is free for them.
         if accepting && accept_now {
             if let Some(l) = &listener {
-                if accept_all(l, &mut room, &mut conns, &*waiter, now).is_err() {
+                if accept_all(l, &mut room, &mut conns, &*waiter, now, tls).is_err() {
                     accept_paused_until = Some(now + ACCEPT_BACKOFF);
                 }
             }
@@ -245,11 +253,11 @@ pub fn run(
 // ANCHOR_END: run
 
 /// What the loop wants to know about one connection.
-fn interest(room: &Room, id: ClientId, phase: Phase) -> Interest {
-    match phase {
+fn interest(room: &Room, id: ClientId, conn: &Conn) -> Interest {
+    match conn.phase {
         Phase::Active => Interest {
             read: room.wants_read(id),
-            write: !room.pending(id).is_empty(),
+            write: has_output(conn, room, id),
         },
         Phase::Flushing { .. } => Interest {
             read: false,
@@ -289,6 +297,7 @@ fn accept_all(
     conns: &mut BTreeMap<ClientId, Conn>,
     waiter: &dyn Waiter,
     now: Instant,
+    tls: Option<&Arc<ServerConfig>>,
 ) -> io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept() {
@@ -321,6 +330,10 @@ fn accept_all(
                         phase: Phase::Active,
                         ready: Ready::default(),
                         peer_closed: false,
+                        tls: match tls {
+                            Some(config) => Some(Box::new(Session::new(config, &PROCESS)?)),
+                            None => None,
+                        },
                     },
                 );
             }
@@ -387,7 +400,10 @@ fn conn_ready(
     // Level-triggered, a read is worth trying whenever the room wants input
     // (the kernel said something is ready); edge-triggered, only while the
     // remembered readiness lasts.
-    if room.wants_read(id) && (conn.ready.read || !edge) {
+    if room.wants_read(id) && (conn.ready.read || !edge) && conn.tls.is_some() {
+        read_tls(conn, id, room, now)?;
+        write_pending(conn, id, room)?;
+    } else if room.wants_read(id) && (conn.ready.read || !edge) {
         match conn.stream.read(buf) {
             Ok(0) => {
                 log::info!("client {id}: closed its side");
@@ -408,6 +424,26 @@ fn conn_ready(
 /// Writes as much pending output as the socket takes now. A partial write
 /// is normal: the rest stays in the room's buffer for the next write event.
 fn write_pending(conn: &mut Conn, id: ClientId, room: &mut Room) -> io::Result<()> {
+    if let Some(tls) = conn.tls.as_deref_mut() {
+        // Through TLS: the room's output into rustls while it takes it,
+        // rustls's records onto the socket while it takes them.
+        loop {
+            let n = tls.push(room.pending(id));
+            room.advance(id, n);
+            if !tls.wants_write() {
+                return Ok(());
+            }
+            match tls.write_to(&mut conn.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {
+                    conn.ready.write = false;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     while !room.pending(id).is_empty() {
         match conn.stream.write(room.pending(id)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -423,6 +459,40 @@ fn write_pending(conn: &mut Conn, id: ClientId, room: &mut Room) -> io::Result<(
     Ok(())
 }
 // ANCHOR_END: conn_ready
+
+/// One read through TLS: the plaintext it carried goes to the room (none
+/// while the handshake goes on). A bad handshake (plaintext on the TLS
+/// port) gets rustls's alert, if the socket takes it, and ends the client.
+fn read_tls(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> io::Result<()> {
+    let Some(tls) = conn.tls.as_deref_mut() else {
+        return Ok(());
+    };
+    let mut plain = Vec::new();
+    match tls.read_from(&mut conn.stream, &mut plain) {
+        Ok(Input::Eof) => {
+            log::info!("client {id}: closed its side");
+            conn.peer_closed = true;
+            room.eof(id);
+        }
+        Ok(Input::Data(_)) => {
+            if !plain.is_empty() {
+                room.received(id, &plain, now);
+            }
+        }
+        Err(e) if would_block(&e) => conn.ready.read = false,
+        Err(e) if interrupted(&e) => {}
+        Err(e) => {
+            let _ = tls.write_to(&mut conn.stream);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The room has output for the client, or (TLS) rustls has records to send.
+fn has_output(conn: &Conn, room: &Room, id: ClientId) -> bool {
+    !room.pending(id).is_empty() || conn.tls.as_ref().is_some_and(|t| t.wants_write())
+}
 
 // ANCHOR: settle
 /// Moves a connection along after the I/O: a client the room is done with
@@ -444,7 +514,7 @@ fn settle(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> bool 
     }
     match conn.phase {
         Phase::Active => true,
-        Phase::Flushing { until } if !room.pending(id).is_empty() => {
+        Phase::Flushing { until } if has_output(conn, room, id) => {
             if now >= until {
                 log::info!("client {id}: did not read its goodbye; closing");
             }
@@ -457,6 +527,12 @@ fn settle(conn: &mut Conn, id: ClientId, room: &mut Room, now: Instant) -> bool 
         Phase::Flushing { .. } if conn.peer_closed => false,
         Phase::Flushing { .. } => {
             // Everything is written: send FIN, then wait for the client's.
+            // Through TLS, `close_notify` first (a few bytes, written if
+            // the socket takes them).
+            if let Some(tls) = conn.tls.as_deref_mut() {
+                tls.close_notify();
+                let _ = tls.write_to(&mut conn.stream);
+            }
             if conn.stream.shutdown(Shutdown::Write).is_err() {
                 return false;
             }
@@ -499,6 +575,7 @@ mod tests {
             },
             ready: Ready::default(),
             peer_closed,
+            tls: None,
         };
         (conn, client, room, id)
     }

@@ -49,6 +49,11 @@ fn serve(config: &Config) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
     })?;
     let limits = config.room.limits().map_err(std::io::Error::other)?;
+    // The same TLS layer as the HTTP stages' (common::tls), with no ALPN.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(common::tls::server_config(cert, key, &[])?),
+        _ => None,
+    };
     // Everything that needs a descriptor exists before the announcement:
     // from then on a test may take the rest away (`prlimit`), and an epoll
     // instance created after it could fail with EMFILE.
@@ -68,11 +73,12 @@ fn serve(config: &Config) -> std::io::Result<()> {
     drop(out);
     let name = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
     log::info!(
-        "model={}{} mode={} framing={}",
+        "model={}{} mode={} framing={}{}",
         name(&config.model),
         if config.edge { " (edge-triggered)" } else { "" },
         name(&config.room.mode),
-        name(&config.room.framing)
+        name(&config.room.framing),
+        if tls.is_some() { " tls" } else { "" }
     );
     let rules = if config.edge_read_once {
         EdgeRules::Ignore
@@ -81,7 +87,7 @@ fn serve(config: &Config) -> std::io::Result<()> {
     };
     match waiter.as_deref_mut() {
         None => blocking::run(listener, limits, &signals)?,
-        Some(waiter) => event_loop::run(listener, limits, &signals, waiter, rules)?,
+        Some(waiter) => event_loop::run(listener, limits, &signals, waiter, rules, tls.as_ref())?,
     }
     log::info!("shut down cleanly");
     Ok(())

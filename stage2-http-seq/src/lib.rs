@@ -22,10 +22,13 @@
 //! - [`prepare`], [`send_response`], [`time_out`], [`readable_now`] and
 //!   [`Track`]: the loop's pieces, which stage 3's workers reuse in a loop
 //!   of their own.
+//! - [`tls`]: the same loop through TLS (`--tls-cert`): only how it
+//!   reads and writes changes.
 //! - [`io`]: blocking helpers the next stage reuses: reading with a
 //!   deadline, `sendfile`, and the lingering close.
 
 pub mod io;
+pub mod tls;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -49,6 +52,9 @@ pub struct Options<'a> {
     /// The shutdown flag and its self-pipe: an idle keep-alive connection
     /// is closed at once when a shutdown starts.
     pub signals: &'a Signals,
+    /// With `--tls-cert`: connections are served by
+    /// [`tls::serve_tls_connection`].
+    pub tls: Option<&'a std::sync::Arc<common::tls::ServerConfig>>,
 }
 
 /// Why [`run`] returned.
@@ -78,7 +84,11 @@ pub fn run(listener: &TcpListener, opts: &Options<'_>) -> std::io::Result<Exit> 
             Ok((stream, peer)) => {
                 // Errors of one connection (a reset, a timeout) are that
                 // connection's business: log them and accept the next.
-                if let Err(e) = serve_connection(stream, peer, opts) {
+                let served = match opts.tls {
+                    Some(config) => tls::serve_tls_connection(stream, peer, opts, config),
+                    None => serve_connection(stream, peer, opts),
+                };
+                if let Err(e) = served {
                     log::debug!("{peer}: {e}");
                 }
             }

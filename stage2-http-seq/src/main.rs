@@ -36,6 +36,7 @@ fn main() {
             site: &site,
             timeouts,
             signals: &server.signals,
+            tls: server.tls.as_ref(),
         };
         match run(&listener, &opts) {
             Ok(Exit::Shutdown) => break,

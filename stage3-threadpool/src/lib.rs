@@ -144,6 +144,9 @@ pub struct Context {
     /// `--protocol line`: the workers serve stage 1's line protocol in
     /// this shared room instead of HTTP.
     pub line: Option<line::LineRoom>,
+    /// With `--tls-cert` (the classic model): each connection is served by
+    /// stage 2's TLS loop on its worker.
+    pub tls: Option<Arc<common::tls::ServerConfig>>,
 }
 
 impl Context {
@@ -196,8 +199,13 @@ pub fn serve(incoming: Incoming, ctx: &Context) {
         site: &site,
         timeouts: ctx.timeouts(),
         signals: &ctx.signals,
+        tls: ctx.tls.as_ref(),
     };
-    if let Err(e) = connection::serve_connection(stream, peer, &opts, ctx) {
+    let served = match &ctx.tls {
+        Some(config) => stage2_http_seq::tls::serve_tls_connection(stream, peer, &opts, config),
+        None => connection::serve_connection(stream, peer, &opts, ctx),
+    };
+    if let Err(e) = served {
         log::debug!("{peer}: {e}");
     }
     Stats::bump(&ctx.stats.served);
@@ -246,6 +254,9 @@ pub fn run(listener: &TcpListener, pool: &ThreadPool<Incoming>, ctx: &Context) -
                             let site = ctx.site();
                             site.counters.rejected();
                             match &ctx.line {
+                                // A plaintext 503 on a TLS port would be a
+                                // protocol error: close instead.
+                                None if ctx.tls.is_some() => drop(incoming),
                                 None => common::server::reject_busy(
                                     incoming.stream,
                                     incoming.peer,

@@ -47,7 +47,8 @@ struct Args {
 
     /// Where connections with nothing to read wait: in one poller thread
     /// (workers only serve bytes that are there), or classic: on their
-    /// worker, which owns a connection from accept to close.
+    /// worker, which owns a connection from accept to close. With
+    /// --tls-cert (and --protocol line) always classic.
     #[arg(long, value_enum, value_name = "MODEL", default_value_t = IdleModel::Poller)]
     idle: IdleModel,
 
@@ -133,7 +134,10 @@ fn main() {
         .unwrap_or_else(|e| fatal(&e));
     // The line protocol's sessions are stateful conversations: they keep
     // the classic model.
+    // So does TLS: the poller parks plain sockets, and a TLS session's
+    // state would have to be parked with it; a worker keeps it on its stack.
     let idle = match args.protocol {
+        Protocol::Http if args.http.tls_cert.is_some() => IdleModel::Classic,
         Protocol::Http => args.idle,
         Protocol::Line => IdleModel::Classic,
     };
@@ -161,7 +165,11 @@ fn main() {
         signals,
         logs,
         timeouts,
+        tls,
     } = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
+    if tls.is_some() && line.is_some() {
+        fatal(&"--tls-cert: stage 3 serves TLS for HTTP, not --protocol line");
+    }
 
     // SIGHUP: the acceptor (or the poller) re-reads the command line and
     // its --config file, and the next connections get what it says now.
@@ -186,6 +194,7 @@ fn main() {
         retry_after: args.retry_after,
         panic_path: args.panic_path,
         line,
+        tls,
     });
     let config = PoolConfig {
         min_threads,

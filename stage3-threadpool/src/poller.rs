@@ -589,6 +589,7 @@ pub fn resume(mut p: Box<Parked>, ctx: &Context, inbox: &Inbox) {
         site: &site,
         timeouts: ctx.timeouts(),
         signals: &ctx.signals,
+        tls: None,
     };
     let next = match serve_parked(&mut p, &opts, ctx) {
         Ok(next) => next,

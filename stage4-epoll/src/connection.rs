@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use common::http::{Conn, Site, Step};
 use common::server::Timeouts;
 use common::stats::Timeout;
+use common::tls::{Input, Session};
 use mio::event::Event;
 use mio::net::TcpStream;
 
@@ -176,12 +177,22 @@ pub struct Connection {
     pub serial: u32,
     /// The single deadline that applies in the current phase.
     pub deadline: Deadline,
+    /// With `--tls-cert`: the TLS layer between the socket and `http`
+    /// (boxed: a plain connection pays one pointer for it). Every byte
+    /// read goes through its `read_from`, every byte written through its
+    /// `push` and `write_to`; the readiness flags above mean the same.
+    tls: Option<Box<Session>>,
 }
 // ANCHOR_END: connection
 
 impl Connection {
     /// A freshly accepted connection; the loop arms its header timeout.
-    pub fn new(stream: TcpStream, peer: IpAddr, serial: u32) -> Connection {
+    pub fn new(
+        stream: TcpStream,
+        peer: IpAddr,
+        serial: u32,
+        tls: Option<Box<Session>>,
+    ) -> Connection {
         Connection {
             stream,
             http: Conn::new(peer),
@@ -193,6 +204,7 @@ impl Connection {
             lingered: 0,
             serial,
             deadline: Deadline::new(),
+            tls,
         }
     }
 
@@ -253,6 +265,7 @@ impl Connection {
                     // The client said it was done and nothing of it is
                     // unread: a plain close, no lingering.
                     Flush::Done if self.http.closing() && self.nothing_unread() => {
+                        self.tls_goodbye();
                         return Ok(Progress::Done);
                     }
                     Flush::Done if self.http.closing() => self.start_linger(cx),
@@ -278,6 +291,8 @@ impl Connection {
                     if rounds > TURN_ROUNDS {
                         return Ok(Progress::Yield);
                     }
+                    // Handshake messages a full send buffer held back.
+                    self.flush_tls_pending()?;
                     if self.bufs.as_ref().is_some_and(|b| !b.input.is_empty()) {
                         if self.answer(cx)? {
                             continue;
@@ -395,6 +410,32 @@ impl Connection {
     pub(crate) fn read(&mut self, cx: &mut Ctx<'_>) -> io::Result<Read_> {
         let b = self.bufs.get_or_insert_with(|| cx.pool.take());
         let was_empty = b.input.is_empty();
+        if let Some(tls) = self.tls.as_deref_mut() {
+            // The socket's bytes go to rustls; what comes out is plaintext
+            // (none while handshaking). No short-read shortcut: a read
+            // ends at a record, not at the queue's end, so read on until
+            // `WouldBlock`.
+            let n = match tls.read_from(&mut &self.stream, &mut b.input) {
+                Ok(Input::Eof) => return Ok(Read_::Eof),
+                Ok(Input::Data(n)) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_ready = false;
+                    return Ok(Read_::WouldBlock);
+                }
+                Err(e) => {
+                    // A bad handshake or record: send rustls's alert if
+                    // the socket takes it, and close.
+                    let _ = tls.write_to(&mut &self.stream);
+                    return Err(e);
+                }
+            };
+            if n > 0 && was_empty && self.phase == Phase::ReadingHead {
+                let header = cx.timeouts.header;
+                self.arm(cx, header);
+            }
+            self.flush_tls_pending()?;
+            return Ok(Read_::Data);
+        }
         let start = b.input.len();
         b.input.reserve(READ_CHUNK);
         let room = b.input.capacity() - start;
@@ -438,6 +479,9 @@ impl Connection {
     /// until done, until the socket's send buffer is full, or until the
     /// turn's budget is spent. Each bit of progress re-arms the send timeout.
     pub(crate) fn flush(&mut self, cx: &mut Ctx<'_>, sent: &mut u64) -> io::Result<Flush> {
+        if self.tls.is_some() {
+            return self.flush_tls(cx, sent);
+        }
         let Some(b) = self.bufs.as_deref_mut() else {
             return Ok(Flush::Done);
         };
@@ -508,11 +552,104 @@ impl Connection {
     }
     // ANCHOR_END: flush
 
+    // ANCHOR: flush_tls
+    /// [`Connection::flush`] through TLS: the output buffer, then the file
+    /// region read in chunks (`sendfile` cannot encrypt), are pushed into
+    /// rustls while it takes them, and its records are written while the
+    /// socket takes them.
+    fn flush_tls(&mut self, cx: &mut Ctx<'_>, sent: &mut u64) -> io::Result<Flush> {
+        let (Some(b), Some(tls)) = (self.bufs.as_deref_mut(), self.tls.as_deref_mut()) else {
+            return Ok(Flush::Done);
+        };
+        let mut progressed = false;
+        let result = (|| {
+            loop {
+                // Plaintext in, while rustls has room (it holds 64 KiB).
+                loop {
+                    if b.written < b.out.len() {
+                        let n = tls.push(&b.out[b.written..]);
+                        if n == 0 {
+                            break;
+                        }
+                        b.written += n;
+                    } else if let Some(region) = b.file.as_mut() {
+                        if region.len == 0 {
+                            b.file = None;
+                        } else if *sent >= TURN_BYTES {
+                            break;
+                        } else {
+                            let n = common::tls::push_region_chunk(tls, region, cx.scratch)?;
+                            if n == 0 {
+                                break;
+                            }
+                            region.offset += n as u64;
+                            region.len -= n as u64;
+                            *sent += n as u64;
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                if !tls.wants_write() {
+                    if b.written >= b.out.len() && b.file.is_none() {
+                        b.out.clear();
+                        b.written = 0;
+                        return Ok(Flush::Done);
+                    }
+                    // The turn's budget stopped the pushing.
+                    return Ok(Flush::Yield);
+                }
+                if !self.write_ready {
+                    return Ok(Flush::Blocked);
+                }
+                match tls.write_to(&mut &self.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => progressed = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_ready = false,
+                    Err(e) => return Err(e),
+                }
+            }
+        })();
+        if progressed {
+            let send = cx.timeouts.send;
+            self.arm(cx, send);
+        }
+        result
+    }
+    // ANCHOR_END: flush_tls
+
+    /// Writes what rustls holds (handshake messages, an alert) while the
+    /// socket takes it; the rest waits for the next `WRITABLE`.
+    fn flush_tls_pending(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        while tls.wants_write() && self.write_ready {
+            match tls.write_to(&mut &self.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_ready = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// With TLS, the end of the data is said with `close_notify` before
+    /// the FIN (written if the socket takes it now; it is a few bytes).
+    fn tls_goodbye(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.close_notify();
+            let _ = self.flush_tls_pending();
+        }
+    }
+
     // ANCHOR: linger
     /// Sends our FIN and starts discarding input (see [`Phase::Lingering`]).
     /// The buffers go back to the pool: lingering reads into the loop's
     /// scratch buffer.
     pub(crate) fn start_linger(&mut self, cx: &mut Ctx<'_>) {
+        self.tls_goodbye();
         self.release(cx.pool);
         self.phase = Phase::Lingering;
         self.arm(cx, LINGER_TIME);
@@ -553,6 +690,14 @@ impl Connection {
     /// if a request had begun (then close), else close quietly. Stuck while
     /// writing, or lingering too long: drop it.
     pub fn on_timeout(&mut self, cx: &mut Ctx<'_>) -> io::Result<Progress> {
+        // A TLS handshake still going on: counted as such, and closed
+        // without a 408 (there is no channel to send it on yet).
+        if self.phase == Phase::ReadingHead
+            && let Some(tls) = self.tls.as_deref_mut()
+            && tls.timed_out()
+        {
+            return Ok(Progress::Done);
+        }
         let kind = match self.phase {
             Phase::ReadingHead if self.is_waiting() && self.http.served() > 0 => {
                 Some(Timeout::KeepAlive)
@@ -597,13 +742,15 @@ mod tests {
 
     /// The goal is at most 160 bytes of server memory per idle connection;
     /// the struct (in its slab slot) and its timer entry are most of it.
-    /// 80 bytes in a release build; a debug build's mio socket carries a
-    /// selector id for its own checks, 12 bytes more (with padding, 16).
+    /// 88 bytes in a release build (80, plus the pointer to a TLS session
+    /// that a plain connection leaves empty); a debug build's mio socket
+    /// carries a selector id for its own checks, 12 bytes more (with
+    /// padding, 16).
     #[test]
     fn an_idle_connection_is_small() {
         let size = size_of::<Connection>();
         eprintln!("Connection: {size} bytes");
-        let limit = if cfg!(debug_assertions) { 96 } else { 80 };
+        let limit = if cfg!(debug_assertions) { 104 } else { 88 };
         assert!(size <= limit, "Connection is {size} bytes");
     }
 }

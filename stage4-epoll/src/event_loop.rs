@@ -96,6 +96,8 @@ pub struct LoopConfig {
     /// Connections this loop holds at most; at the limit it stops accepting
     /// until one closes (like nginx's `worker_connections`, per loop).
     pub max_connections: usize,
+    /// With `--tls-cert`: every connection speaks TLS first.
+    pub tls: Option<Arc<common::tls::ServerConfig>>,
 }
 
 /// The part of a loop other threads (a signal watcher) can reach.
@@ -592,7 +594,14 @@ impl EventLoop {
         )?;
         self.next_serial = self.next_serial.wrapping_add(1);
         let serial = self.next_serial;
-        let mut conn = Connection::new(stream, peer.ip(), serial);
+        let tls = match &self.config.tls {
+            Some(config) => Some(Box::new(common::tls::Session::new(
+                config,
+                self.config.site.counters,
+            )?)),
+            None => None,
+        };
+        let mut conn = Connection::new(stream, peer.ip(), serial, tls);
         self.timers.arm(
             &mut conn.deadline,
             now + self.config.timeouts.header,

@@ -76,7 +76,13 @@ fn main() {
         site: server.site.clone(),
         timeouts: server.timeouts,
         max_connections: args.max_connections,
+        tls: server.tls.clone(),
     };
+    if server.tls.is_some() && args.proxy_pass.is_some() {
+        // The exchange relays the client's socket directly; through TLS it
+        // would need the same adapter on both of its sides.
+        fatal(&"--proxy-pass does not go with --tls-cert yet");
+    }
     let proxy = args.proxy_pass.as_deref().map(|pass| {
         let timeout = std::time::Duration::try_from_secs_f64(args.proxy_timeout)
             .unwrap_or_else(|e| fatal(&format!("--proxy-timeout: {e}")));

@@ -29,6 +29,7 @@ fn config(root: &TempDir) -> LoopConfig {
             last_request: Duration::from_secs(1),
         },
         max_connections: 100,
+        tls: None,
     }
 }
 

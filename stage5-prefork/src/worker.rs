@@ -83,6 +83,7 @@ pub fn run(spec: Spec) -> i32 {
         site: Arc::clone(&server.site),
         timeouts: server.timeouts,
         max_connections: spec.args.max_connections,
+        tls: server.tls.clone(),
     };
     let mut ev = match EventLoop::new(config) {
         Ok(ev) => ev,

@@ -38,6 +38,7 @@ pub mod privs;
 pub mod procfs;
 pub mod reload;
 pub mod status;
+pub mod tls;
 pub mod valgrind;
 
 use std::io::{BufRead, BufReader, Read};

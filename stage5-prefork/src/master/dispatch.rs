@@ -171,6 +171,15 @@ impl Master {
     /// Answers `503 Service Unavailable` with `Retry-After` and closes: the
     /// same answer stage 3 gives when its queue is full (`common`'s function).
     pub(super) fn reject(&mut self, stream: std::net::TcpStream, peer: std::net::SocketAddr) {
+        if self.args.http.tls_cert.is_some() {
+            // A 503 in plaintext on a TLS port would be a protocol error
+            // to the client; the master holds no TLS state to encrypt it.
+            // Closing at once is the answer a TLS client understands.
+            self.board.master().rejected();
+            log::debug!("{peer}: no room, closed (TLS: no plaintext 503)");
+            drop(stream);
+            return;
+        }
         if self.busy_site.is_none() {
             let site =
                 self.args

@@ -284,6 +284,8 @@ pub fn check(args: &Args) -> io::Result<()> {
     args.http.timeouts()?;
     args.http.limits()?;
     args.http.log_settings()?;
+    // The certificate and key load (a worker would fail at every respawn).
+    args.http.tls()?;
     if args.http.chroot.is_none() {
         args.http.root.canonicalize().map_err(|e| {
             io::Error::new(
