@@ -1,6 +1,7 @@
 //! The shared conformance suite, run against stage 3 in both `--idle`
-//! models, once per queue kind, and once more with the open-file cache off:
-//! none of it may change anything a client can see. One `#[test]` per check
+//! models, once per queue kind, once more with the open-file cache off, and
+//! over TLS (which stage 3 serves in the classic model only): none of it
+//! may change anything a client can see. One `#[test]` per check
 //! and configuration (`ranges::mutex_queue`, `ranges::classic_crossbeam_queue`,
 //! `ranges::no_open_file_cache`, ...).
 
@@ -21,4 +22,7 @@ common::conformance_tests! {
     classic_crossbeam_queue => (env!("CARGO_BIN_EXE_stage3-threadpool"), &["--idle", "classic", "--queue", "crossbeam"]),
     // The open-file cache switched off (every request takes the plain path).
     no_open_file_cache => (env!("CARGO_BIN_EXE_stage3-threadpool"), &["--queue", "mutex", "--open-file-cache", "false"]),
+    // Every check over TLS (classic model): the test client and curl speak
+    // TLS to it.
+    over_tls => (env!("CARGO_BIN_EXE_stage3-threadpool"), &["--idle", "classic"], tls),
 }

@@ -132,6 +132,7 @@ fn conformance_through_the_proxy(proxy_args: &[&str]) {
         bin: BIN.to_string(),
         args,
         strict: true,
+        tls_ca: None,
     };
     for (name, _) in NOT_THROUGH_THE_PROXY {
         assert!(CHECKS.iter().any(|c| c.name == *name), "no check {name}");

@@ -351,6 +351,7 @@ pub fn checker_ctx(addr: SocketAddr, fixture: &Fixture) -> Ctx {
         bin: String::new(),
         args: Vec::new(),
         strict: false,
+        tls_ca: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 
 use super::check::{self, Failure, fail};
 
@@ -32,11 +33,40 @@ impl Response {
     }
 }
 
+/// The servers the test client speaks TLS to, and the client
+/// configuration for each (see [`speak_tls_to`]).
+static TLS_SERVERS: Mutex<Vec<(SocketAddr, Arc<rustls::ClientConfig>)>> = Mutex::new(Vec::new());
+
+/// From now on, every [`Client`] connecting to `addr` speaks TLS with
+/// `config`: it completes the handshake when it connects, and every byte a
+/// check sends or reads goes through the TLS session. That is how the
+/// conformance suite runs unchanged over TLS (`conformance_tests!`'s `tls`
+/// configurations). The entry lives as long as the test binary.
+pub fn speak_tls_to(addr: SocketAddr, config: Arc<rustls::ClientConfig>) {
+    let mut servers = TLS_SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    servers.retain(|(a, _)| *a != addr);
+    servers.push((addr, config));
+}
+
+/// The TLS client configuration for `addr`, if [`speak_tls_to`] named it.
+fn tls_config_for(addr: SocketAddr) -> Option<Arc<rustls::ClientConfig>> {
+    let servers = TLS_SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    servers
+        .iter()
+        .find(|(a, _)| *a == addr)
+        .map(|(_, c)| Arc::clone(c))
+}
+
 /// A connection to a server under test.
 #[derive(Debug)]
 pub struct Client {
-    /// The socket.
+    /// The socket. For a TLS server it carries TLS records: read and write
+    /// through [`read_raw`](Self::read_raw) and
+    /// [`write_raw`](Self::write_raw), and use the socket itself only for
+    /// socket options.
     pub stream: TcpStream,
+    /// The TLS session, for a server named by [`speak_tls_to`].
+    tls: Option<Box<rustls::ClientConnection>>,
     /// Bytes received and not yet parsed.
     buf: Vec<u8>,
     /// The first write that failed (the server closed or reset): reported
@@ -89,13 +119,29 @@ impl Client {
         Client::over(TcpStream::from(fd)).expect("set the socket's options")
     }
 
-    /// A client on a connected stream, with the read and write timeouts.
-    fn over(stream: TcpStream) -> io::Result<Client> {
+    /// A client on a connected stream, with the read and write timeouts;
+    /// for a TLS server, after a complete handshake.
+    fn over(mut stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(check::io_timeout()))?;
         stream.set_write_timeout(Some(check::io_timeout()))?;
         stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let tls = match tls_config_for(peer) {
+            None => None,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::from(peer.ip());
+                let mut conn =
+                    rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut stream)
+                        .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
+                }
+                Some(Box::new(conn))
+            }
+        };
         Ok(Client {
             stream,
+            tls,
             buf: Vec::new(),
             write_error: None,
             responses: 0,
@@ -112,16 +158,109 @@ impl Client {
     pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
         check::record_sent(bytes);
         if self.write_error.is_none()
-            && let Err(e) = self.stream.write_all(bytes)
+            && let Err(e) = self.write_raw(bytes)
         {
             self.write_error = Some(e);
         }
         self
     }
 
+    /// True if the connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Writes `bytes` as they are (through TLS on a TLS connection), with
+    /// no bookkeeping: a failed write is returned, not remembered.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.write_all(bytes),
+            Some(conn) => {
+                let mut tls = rustls::Stream::new(conn, &mut self.stream);
+                tls.write_all(bytes)?;
+                tls.flush()
+            }
+        }
+    }
+
+    /// Reads what the server sent (decrypted on a TLS connection), past
+    /// the response parser and its buffer; 0 when the server closed (a TLS
+    /// server's close without `close_notify` is a close too: HTTP's own
+    /// framing says whether the answer was whole).
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.read(buf),
+            Some(conn) => match rustls::Stream::new(conn, &mut self.stream).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+
+    /// Without waiting: true if the server has started to answer or has
+    /// closed. On a TLS connection only application data counts (not the
+    /// session tickets a TLS 1.3 server sends after the handshake), and
+    /// what arrived is kept for the next response.
+    pub fn answered_or_closed(&mut self) -> io::Result<bool> {
+        if !self.buf.is_empty() {
+            return Ok(true);
+        }
+        self.stream.set_nonblocking(true)?;
+        let got = match self.tls.as_deref_mut() {
+            None => {
+                let mut b = [0u8; 1];
+                match self.stream.peek(&mut b) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(conn) => Self::tls_ready(conn, &mut self.stream, &mut self.buf),
+        };
+        self.stream.set_nonblocking(false)?;
+        got
+    }
+
+    /// [`answered_or_closed`](Self::answered_or_closed) on a TLS
+    /// connection whose socket is non-blocking.
+    fn tls_ready(
+        conn: &mut rustls::ClientConnection,
+        sock: &mut TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        let mut eof = false;
+        loop {
+            match conn.read_tls(sock) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {
+                    let state = conn.process_new_packets().map_err(io::Error::other)?;
+                    if state.plaintext_bytes_to_read() > 0 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut chunk = [0u8; 16384];
+        match conn.reader().read(&mut chunk) {
+            Ok(n) => {
+                check::record_received(&chunk[..n]);
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(eof),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16384];
-        let n = self.stream.read(&mut chunk)?;
+        let n = self.read_raw(&mut chunk)?;
         check::record_received(&chunk[..n]);
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
@@ -366,7 +505,7 @@ impl Client {
         let mut all = std::mem::take(&mut self.buf);
         let mut chunk = [0u8; 16384];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.read_raw(&mut chunk) {
                 Ok(0) => return (all, Ok(())),
                 Ok(n) => {
                     check::record_received(&chunk[..n]);

@@ -68,6 +68,11 @@ pub struct Ctx {
     /// True for our stages: every check demands our exact answers. False
     /// for the checker: every answer the RFCs permit.
     pub strict: bool,
+    /// For a server under test that speaks TLS: the certificate (PEM) its
+    /// clients trust. The test client speaks TLS to it (see
+    /// [`speak_tls_to`](super::client::speak_tls_to)), and curl gets
+    /// `--cacert` and `https://`.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -86,7 +91,11 @@ impl Ctx {
         }
         args.extend_from_slice(&["--access-log", "off"]);
         args.extend_from_slice(extra);
-        ServerProcess::start(&self.bin, &args)
+        let server = ServerProcess::start(&self.bin, &args);
+        if let Some(ca) = &self.tls_ca {
+            trust_for(server.addr, ca);
+        }
+        server
     }
 
     /// `strict` for our stages, `contract` for anyone's.
@@ -405,6 +414,13 @@ fn suite_args(root: &str, log: &str) -> Vec<String> {
     .collect()
 }
 
+/// Makes the test client speak TLS to `addr`, trusting the certificate in
+/// the PEM file `ca`.
+fn trust_for(addr: SocketAddr, ca: &Path) {
+    let pem = std::fs::read_to_string(ca).expect("the test certificate");
+    super::client::speak_tls_to(addr, super::tls::client_config(&pem));
+}
+
 /// One stage binary under test, shared by the `#[test]`s of a test binary:
 /// started on first use, checks run one at a time, killed when the test
 /// binary exits.
@@ -416,6 +432,8 @@ pub struct Shared {
     turn: Mutex<()>,
     /// Kept so that the fixture lives as long as the server.
     _fixture: Fixture,
+    /// The TLS certificate and key, for a TLS configuration.
+    _certs: Option<super::tls::Certs>,
     /// Kept so that the server lives until the test binary exits.
     _server: ServerProcess,
 }
@@ -437,12 +455,13 @@ extern "C" fn clean_up_at_exit() {
 
 impl Shared {
     /// Builds a fixture and starts `bin` with the suite's flags and
-    /// `extra_args` on it.
+    /// `extra_args` on it; with `tls`, also with a fresh certificate
+    /// (`--tls-cert`, `--tls-key`), and every check speaks TLS to it.
     #[allow(
         unsafe_code,
         reason = "atexit(3): statics are never dropped, and the shared servers must not outlive the test binary"
     )]
-    pub fn start(bin: &str, extra_args: &[&str]) -> Shared {
+    pub fn start(bin: &str, extra_args: &[&str], tls: bool) -> Shared {
         static REGISTER: std::sync::Once = std::sync::Once::new();
         REGISTER.call_once(|| {
             // SAFETY: `atexit` only stores the function pointer; the
@@ -451,7 +470,8 @@ impl Shared {
             unsafe { nix::libc::atexit(clean_up_at_exit) };
         });
         let fixture = Fixture::create();
-        let (server, ctx) = start_on(&fixture, bin, extra_args);
+        let certs = tls.then(|| super::tls::Certs::new("conformance-tls"));
+        let (server, ctx) = start_on(&fixture, bin, extra_args, certs.as_ref());
         if let Ok(mut l) = AT_EXIT.lock() {
             l.push((server.pid(), fixture.base.clone()));
         }
@@ -459,6 +479,7 @@ impl Shared {
             ctx,
             turn: Mutex::new(()),
             _fixture: fixture,
+            _certs: certs,
             _server: server,
         }
     }
@@ -482,15 +503,27 @@ impl Shared {
     }
 }
 
-fn start_on(fixture: &Fixture, bin: &str, extra_args: &[&str]) -> (ServerProcess, Ctx) {
+fn start_on(
+    fixture: &Fixture,
+    bin: &str,
+    extra_args: &[&str],
+    certs: Option<&super::tls::Certs>,
+) -> (ServerProcess, Ctx) {
     let log = fixture.base.join("access.log");
     let mut args = suite_args(
         &fixture.root.display().to_string(),
         &log.display().to_string(),
     );
+    if let Some(certs) = certs {
+        args.extend(certs.args(&[]).iter().map(|a| a.to_string()));
+    }
     args.extend(extra_args.iter().map(|a| a.to_string()));
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(bin, &arg_refs);
+    let tls_ca = certs.map(|c| c.cert.clone());
+    if let Some(ca) = &tls_ca {
+        trust_for(server.addr, ca);
+    }
     let ctx = Ctx {
         addr: server.addr,
         root: fixture.root.clone(),
@@ -498,6 +531,7 @@ fn start_on(fixture: &Fixture, bin: &str, extra_args: &[&str]) -> (ServerProcess
         bin: bin.to_string(),
         args,
         strict: true,
+        tls_ca,
     };
     (server, ctx)
 }
@@ -519,9 +553,10 @@ const LOG_WRITERS: &[&str] = &[
 /// The end of the suite, on a server of its own: after a run of the checks
 /// that write the oddest access-log lines, SIGTERM must give exit status 0,
 /// and a real log analyser (goaccess) must read every line of the log.
-pub fn graceful_shutdown_and_access_log(bin: &str, extra_args: &[&str]) {
+pub fn graceful_shutdown_and_access_log(bin: &str, extra_args: &[&str], tls: bool) {
     let fixture = Fixture::create();
-    let (mut server, ctx) = start_on(&fixture, bin, extra_args);
+    let certs = tls.then(|| super::tls::Certs::new("conformance-tls"));
+    let (mut server, ctx) = start_on(&fixture, bin, extra_args, certs.as_ref());
     let mut failures = Vec::new();
     super::check::set_strict_framing(true);
     for name in LOG_WRITERS {
@@ -556,20 +591,31 @@ pub fn graceful_shutdown_and_access_log(bin: &str, extra_args: &[&str]) {
 /// needs it: `cargo test --test conformance ranges` starts one per
 /// configuration and runs one check on each.
 ///
+/// A configuration written `(BIN, ARGS, tls)` runs every check over TLS:
+/// the server gets a fresh certificate and the test client (and curl)
+/// speak TLS to it.
+///
 /// ```ignore
 /// common::conformance_tests! {
 ///     one_loop => (env!("CARGO_BIN_EXE_stage4-epoll"), &["--loops", "1"]),
 ///     two_loops => (env!("CARGO_BIN_EXE_stage4-epoll"), &["--loops", "2"]),
+///     over_tls => (env!("CARGO_BIN_EXE_stage4-epoll"), &["--loops", "1"], tls),
 /// }
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
-    ($($config:ident => ($bin:expr, $args:expr)),+ $(,)?) => {
+    ($($config:ident => ($bin:expr, $args:expr $(, $tls:ident)?)),+ $(,)?) => {
         $(
             fn $config() -> &'static $crate::testkit::conformance::Shared {
                 static SERVER: ::std::sync::OnceLock<$crate::testkit::conformance::Shared> =
                     ::std::sync::OnceLock::new();
-                SERVER.get_or_init(|| $crate::testkit::conformance::Shared::start($bin, $args))
+                SERVER.get_or_init(|| {
+                    $crate::testkit::conformance::Shared::start(
+                        $bin,
+                        $args,
+                        $crate::conformance_tests!(@tls $($tls)?),
+                    )
+                })
             }
         )+
         $crate::conformance_tests!(@checks [$($config)+];
@@ -596,11 +642,17 @@ macro_rules! conformance_tests {
             $(
                 #[test]
                 fn $config() {
-                    $crate::testkit::conformance::graceful_shutdown_and_access_log($bin, $args);
+                    $crate::testkit::conformance::graceful_shutdown_and_access_log(
+                        $bin,
+                        $args,
+                        $crate::conformance_tests!(@tls $($tls)?),
+                    );
                 }
             )+
         }
     };
+    (@tls) => { false };
+    (@tls tls) => { true };
     (@checks $configs:tt; $($name:ident)*) => {
         $( $crate::conformance_tests!(@one $name $configs); )*
     };
@@ -1789,8 +1841,7 @@ fn large_file_read_slowly(ctx: &Ctx) -> CheckResult {
     let mut chunk = [0u8; 65536];
     let mut reads = 0;
     loop {
-        use std::io::Read;
-        let n = c.stream.read(&mut chunk).map_err(|e| {
+        let n = c.read_raw(&mut chunk).map_err(|e| {
             fail(format!(
                 "the whole of /big.bin, but the download stalled: {e}"
             ))
@@ -1844,8 +1895,7 @@ fn junk_and_resets_leave_server_serving(ctx: &Ctx) -> CheckResult {
     let mut c = Client::open(ctx.addr)?;
     c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut first = [0u8; 1024];
-    use std::io::Read;
-    let got = c.stream.read(&mut first);
+    let got = c.read_raw(&mut first);
     if ctx.strict {
         ensure!(
             got.is_ok_and(|n| n > 0),
@@ -1909,12 +1959,12 @@ fn header_timeout_gives_408(ctx: &Ctx) -> CheckResult {
     let started = Instant::now();
     let mut got = None;
     for _ in 0..40 {
-        if (&c.stream).write_all(b"X").is_err() {
+        if c.write_raw(b"X").is_err() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        if let Ok(r) = peek_status(&c) {
-            got = Some(r);
+        if let Ok(true) = c.answered_or_closed() {
+            got = Some(());
             break;
         }
     }
@@ -1923,19 +1973,6 @@ fn header_timeout_gives_408(ctx: &Ctx) -> CheckResult {
         "a trickling client was not cut off"
     );
     Ok(())
-}
-
-/// Non-blocking check whether a response has started arriving.
-fn peek_status(c: &Client) -> std::io::Result<usize> {
-    c.stream.set_nonblocking(true)?;
-    let mut b = [0u8; 1];
-    let r = c.stream.peek(&mut b);
-    c.stream.set_nonblocking(false)?;
-    match r {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Ok(0),
-        Err(e) => Err(e),
-    }
 }
 
 fn idle_keep_alive_is_closed(ctx: &Ctx) -> CheckResult {
@@ -2101,9 +2138,15 @@ fn curl_agrees(ctx: &Ctx) -> CheckResult {
     if !super::require_tool(&["curl", "--version"], "curl", "the curl checks") {
         return Err(Failure::skip("curl is not installed"));
     }
+    let mut trust = Vec::new();
+    if let Some(ca) = &ctx.tls_ca {
+        trust.push("--cacert".to_string());
+        trust.push(ca.display().to_string());
+    }
     let curl = |args: &[&str]| -> Result<String, Failure> {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--max-time", "10"])
+            .args(&trust)
             .args(args)
             .output()
             .expect("run curl");
@@ -2114,7 +2157,12 @@ fn curl_agrees(ctx: &Ctx) -> CheckResult {
         );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let base = format!("http://{}", ctx.addr);
+    let scheme = if ctx.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{}", ctx.addr);
     let fmt = "%{http_code} %{content_type} %{size_download}";
     let out = curl(&["-o", "/dev/null", "-w", fmt, &format!("{base}/")])?;
     let index_len = std::fs::metadata(ctx.root.join("index.html"))
