@@ -32,6 +32,7 @@ pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod privs;
+pub mod redirect;
 pub mod sendfile;
 pub mod server;
 pub mod signals;

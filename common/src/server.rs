@@ -201,6 +201,12 @@ pub struct HttpConfig {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// With --tls-cert: also listen for plain HTTP on PORT (at --addr's
+    /// IP) and answer every request there with a 301 to the same path on
+    /// https (0 picks a free port; the port is announced on stdout).
+    #[arg(long, value_name = "PORT", requires = "tls_cert")]
+    pub tls_redirect: Option<u16>,
 }
 
 /// The timeouts, checked and converted.
@@ -241,8 +247,16 @@ pub struct Server {
 /// line); a stage's own flags (pool sizes, loops) need a restart too.
 /// The certificate and key are loaded once, before the privileges are
 /// dropped (a key file is readable by root only).
-pub const RESTART_ONLY: [&str; 8] = [
-    "addr", "backlog", "user", "group", "chroot", "max_fds", "tls_cert", "tls_key",
+pub const RESTART_ONLY: [&str; 9] = [
+    "addr",
+    "backlog",
+    "user",
+    "group",
+    "chroot",
+    "max_fds",
+    "tls_cert",
+    "tls_key",
+    "tls_redirect",
 ];
 
 /// The settings of the log files: a reload that changes one of them moves

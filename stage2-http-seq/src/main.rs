@@ -3,6 +3,7 @@
 //! command line, the listener and the shutdown together.
 
 use clap::Parser;
+use common::redirect::Redirect;
 use common::server::{HttpConfig, announce, fatal};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,8 +27,10 @@ fn main() {
     // drops privileges.
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    let redirect = Redirect::bind(&args.http, addr).unwrap_or_else(|e| fatal(&e));
     let server = args.http.start_or_exit(env!("CARGO_PKG_NAME"), status);
     announce(addr);
+    common::redirect::start_or_exit(redirect, server.timeouts.header);
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let logs = server.logs.control();
     let (mut args, mut site, mut timeouts) = (args, Arc::clone(&server.site), server.timeouts);

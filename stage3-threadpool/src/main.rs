@@ -160,6 +160,7 @@ fn main() {
     // still root if --user is given (start_or_exit drops privileges).
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    let redirect = common::redirect::Redirect::bind(&args.http, addr).unwrap_or_else(|e| fatal(&e));
     let Server {
         site,
         signals,
@@ -222,6 +223,7 @@ fn main() {
                 println!("listening on {addr}");
             } else {
                 announce(addr);
+                common::redirect::start_or_exit(redirect, timeouts.header);
             }
             if let Err(e) = run(&listener, &pool, &ctx) {
                 log::error!("accept loop: {e}");
@@ -241,6 +243,8 @@ fn main() {
                 })
                 .unwrap_or_else(|e| fatal(&format!("cannot start the workers: {e}")));
             announce(addr);
+            // (--tls-redirect needs --tls-cert, which is classic only.)
+            drop(redirect);
             // Returns once the shutdown is over: the listener closed, and
             // every connection finished (or the grace period passed).
             if let Err(e) = poller.run(&pool, &ctx) {

@@ -59,6 +59,7 @@ fn main() {
     let listeners = bind_reuseport(args.http.addr, args.loops, args.http.backlog)
         .unwrap_or_else(|e| fatal(&format!("cannot listen on {}: {e}", args.http.addr)));
     let addr = listeners[0].local_addr().unwrap_or_else(|e| fatal(&e));
+    let redirect = common::redirect::Redirect::bind(&args.http, addr).unwrap_or_else(|e| fatal(&e));
     let proxying = args.proxy_pass.is_some();
     let status = common::stats::page(Some(Box::new(move |out: &mut String| {
         stage4_epoll::render_stats(out);
@@ -115,7 +116,10 @@ fn main() {
         &config,
         proxy,
         &server.signals,
-        || announce(addr),
+        || {
+            announce(addr);
+            common::redirect::start_or_exit(redirect, server.timeouts.header);
+        },
         reload,
     ) {
         log::error!("{e}");

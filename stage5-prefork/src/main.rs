@@ -67,9 +67,11 @@ fn main() {
     // limit, which the workers inherit).
     let listener = common::server::listen(&args.http).unwrap_or_else(|e| fatal(&e));
     let addr = listener.local_addr().unwrap_or_else(|e| fatal(&e));
+    // The redirect port, bound here too; the workers serve it.
+    let redirect = common::redirect::Redirect::bind(&args.http, addr).unwrap_or_else(|e| fatal(&e));
     let signals = common::signals::Signals::install().unwrap_or_else(|e| fatal(&e));
     let mut master =
-        Master::new(argv, args.clone(), listener, signals).unwrap_or_else(|e| fatal(&e));
+        Master::new(argv, args.clone(), listener, redirect, signals).unwrap_or_else(|e| fatal(&e));
     if let Err(e) = master.start_workers() {
         fatal(&format!("starting the workers: {e}"));
     }
@@ -96,6 +98,7 @@ fn main() {
         log::warn!("--balance applies to --accept pass only; the kernel balances --accept shared");
     }
     announce(addr);
+    master.announce_redirect();
     match master.run() {
         Ok(()) => log::info!("shut down"),
         Err(e) => {

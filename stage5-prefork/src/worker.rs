@@ -47,6 +47,9 @@ pub struct Spec {
     pub board: Arc<Scoreboard>,
     /// Where its connections come from.
     pub feed: Feed,
+    /// The `--tls-redirect` port, which every worker serves on a thread of
+    /// its own (see `common::redirect`).
+    pub redirect: Option<common::redirect::Redirect>,
 }
 
 // ANCHOR: worker_main
@@ -79,6 +82,12 @@ pub fn run(spec: Spec) -> i32 {
         }
     };
     // ANCHOR_END: counters
+    if let Some(redirect) = spec.redirect
+        && let Err(e) = redirect.spawn(server.timeouts.header)
+    {
+        log::error!("worker {}: --tls-redirect: {e}", spec.slot);
+        return EXIT_FATAL;
+    }
     let config = LoopConfig {
         site: Arc::clone(&server.site),
         timeouts: server.timeouts,

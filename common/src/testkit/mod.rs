@@ -41,7 +41,7 @@ pub mod status;
 pub mod tls;
 pub mod valgrind;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -101,10 +101,9 @@ impl ServerProcess {
         // it fails the test after STARTUP_TIMEOUT instead of hanging it.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let res = reader.read_line(&mut line).map(|_| line);
-            let _ = tx.send((res, reader.into_inner()));
+            let mut stdout = stdout;
+            let res = read_line_unbuffered(&mut stdout);
+            let _ = tx.send((res, stdout));
         });
         let (line, stdout) = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok((Ok(line), stdout)) => (line, stdout),
@@ -164,6 +163,22 @@ impl ServerProcess {
             .expect("the server did not exit within 30 s of SIGTERM")
     }
 
+    /// The next line the server prints on stdout (without its newline),
+    /// waiting up to `timeout`; `None` if none came (the rest of stdout is
+    /// then given up).
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        let mut out = self.stdout_rest.take()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let line = read_line_unbuffered(&mut out);
+            let _ = tx.send((line, out));
+        });
+        let (line, out) = rx.recv_timeout(timeout).ok()?;
+        self.stdout_rest = Some(out);
+        let line = line.ok()?;
+        line.strip_suffix('\n').map(str::to_string)
+    }
+
     /// Everything the server printed on stdout after the `listening on`
     /// line; call it after the server exited.
     pub fn remaining_stdout(&mut self) -> String {
@@ -173,6 +188,21 @@ impl ServerProcess {
         }
         s
     }
+}
+
+/// One line from a pipe, newline included (none at end of file), read
+/// byte by byte: a buffered reader would read ahead, and what it read past
+/// the line (the next line a test waits for) would be lost with it.
+fn read_line_unbuffered(from: &mut impl Read) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while from.read(&mut b)? == 1 {
+        line.push(b[0]);
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 impl Drop for ServerProcess {

@@ -290,6 +290,84 @@ pub fn large_file_arrives_whole(bin: &str, args: &[&str]) {
     assert!(rest.is_empty(), "{} bytes after the answers", rest.len());
 }
 
+/// `--tls-redirect 0`: the announced plain-HTTP port answers every request
+/// with a `301` to the same path and query on the HTTPS port, and closes;
+/// curl follows it to the page; a client that sends nothing there is cut
+/// off (408) without holding up the next one; a target that is not a path
+/// gets `400`.
+pub fn redirect_sends_plain_http_to_https(bin: &str, args: &[&str]) {
+    let certs = Certs::new("tls-redirect");
+    let mut all = vec!["--tls-redirect", "0"];
+    all.extend_from_slice(args);
+    let mut server = start(bin, &certs, &all);
+    let line = server
+        .next_line(Duration::from_secs(10))
+        .expect("a `redirecting http://ADDR/ to https` line after `listening on`");
+    let plain: SocketAddr = line
+        .strip_prefix("redirecting http://")
+        .and_then(|rest| rest.strip_suffix("/ to https"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line: {line:?}"));
+    let https = server.addr.port();
+    let ask = |request: &str| -> String {
+        let mut sock = TcpStream::connect(plain).expect("connect to the redirect port");
+        sock.write_all(request.as_bytes()).expect("send");
+        String::from_utf8_lossy(&read_until_closed(sock, Duration::from_secs(10))).into_owned()
+    };
+    let got = ask(&format!(
+        "GET /index.html?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        plain.port()
+    ));
+    assert!(
+        got.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&format!(
+            "\r\nLocation: https://127.0.0.1:{https}/index.html?x=1\r\n"
+        )),
+        "{got:?}"
+    );
+    assert!(got.contains("\r\nConnection: close\r\n"), "{got:?}");
+    // A silent client is cut off by the header timeout (1 s here); the
+    // next client is answered meanwhile.
+    let silent = TcpStream::connect(plain).expect("connect");
+    let got = ask("GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(
+        got.contains(&format!("\r\nLocation: https://localhost:{https}/a\r\n")),
+        "{got:?}"
+    );
+    let cut =
+        String::from_utf8_lossy(&read_until_closed(silent, Duration::from_secs(10))).into_owned();
+    assert!(cut.starts_with("HTTP/1.1 408 "), "{cut:?}");
+    let got = ask("GET http://elsewhere.example/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got:?}");
+    if !super::require_tool(
+        &["curl", "--version"],
+        "curl",
+        "curl following the redirect",
+    ) {
+        return;
+    }
+    let want = std::fs::read(PathBuf::from(crate::server::DEFAULT_ROOT).join("index.html"))
+        .expect("the sample site's index.html");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-L", "--max-time", "10", "--cacert"])
+        .arg(&certs.cert)
+        .arg(format!("http://127.0.0.1:{}/", plain.port()))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl -L: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == want,
+        "curl -L: the body differs from index.html"
+    );
+}
+
 /// The TLS tests for an HTTPS stage: `common::tls_tests!(BIN, ARGS)`
 /// expands to one `#[test]` per check.
 #[macro_export]
@@ -317,6 +395,12 @@ macro_rules! tls_tests {
         #[test]
         fn large_file_arrives_whole() {
             $crate::testkit::tls::large_file_arrives_whole($bin, $args);
+        }
+
+        /// `--tls-redirect`: plain HTTP gets a 301 to https.
+        #[test]
+        fn redirect_sends_plain_http_to_https() {
+            $crate::testkit::tls::redirect_sends_plain_http_to_https($bin, $args);
         }
 
         /// A client that does not trust the certificate fails.

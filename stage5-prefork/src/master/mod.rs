@@ -83,6 +83,9 @@ pub struct Master {
     children: Vec<Option<Child>>,
     /// The listening socket (closed when the shutdown starts).
     listener: Option<TcpListener>,
+    /// The `--tls-redirect` port: bound here, served by every worker (the
+    /// master never accepts on it).
+    redirect: Option<common::redirect::Redirect>,
     /// The master's signal flags and self-pipe (a child uninstalls them).
     signals: Option<Signals>,
     /// Next worker for round-robin.
@@ -119,6 +122,7 @@ impl Master {
         argv: Vec<OsString>,
         args: Args,
         listener: TcpListener,
+        redirect: Option<common::redirect::Redirect>,
         signals: Signals,
     ) -> io::Result<Master> {
         let board = Arc::new(Scoreboard::new(SLOTS)?);
@@ -133,6 +137,7 @@ impl Master {
             board,
             children: (0..SLOTS).map(|_| None).collect(),
             listener: Some(listener),
+            redirect,
             signals: Some(signals),
             next: 0,
             crashes: 0,
@@ -142,6 +147,13 @@ impl Master {
             stalled: Vec::new(),
             busy_site: None,
         })
+    }
+
+    /// Prints the `--tls-redirect` port's line, if there is one.
+    pub fn announce_redirect(&self) {
+        if let Some(r) = &self.redirect {
+            r.announce();
+        }
     }
 
     fn signals(&self) -> &Signals {

@@ -121,6 +121,7 @@ impl Master {
             args: self.args.clone(),
             board: Arc::clone(&self.board),
             feed,
+            redirect: self.redirect.take(),
         })
     }
     // ANCHOR_END: become_worker
