@@ -74,4 +74,5 @@ pub mod scenarios;
 pub mod slow;
 pub mod stats;
 pub mod targets;
+pub mod tls;
 pub mod wrk;

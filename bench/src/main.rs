@@ -40,9 +40,11 @@ struct Args {
 
     /// Run only this scenario (repeatable). Scenarios: sweep,
     /// conn-per-request, large-file, pipeline, idle, slow-clients, workers,
-    /// fixed-rate, proxy; and `cluster` (needs root and HAProxy: the stage
-    /// named by `--stage`, default stage4-epoll, on `--backends` hosts
-    /// behind HAProxy), which only runs when named.
+    /// fixed-rate, proxy; `tls` (needs wrk: stages 4 and 5 and nginx over
+    /// HTTPS with one certificate, keep-alive and handshakes per second)
+    /// and `cluster` (needs root and HAProxy: the stage named by `--stage`,
+    /// default stage4-epoll, on `--backends` hosts behind HAProxy), which
+    /// only run when named.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
 
@@ -153,15 +155,16 @@ fn main() {
 fn run(args: &Args) -> io::Result<()> {
     raise_fd_limit();
     let cluster = args.scenarios.iter().any(|s| s == CLUSTER);
+    let tls = args.scenarios.iter().any(|s| s == TLS);
     let rest: Vec<String> = args
         .scenarios
         .iter()
-        .filter(|s| *s != CLUSTER)
+        .filter(|s| *s != CLUSTER && *s != TLS)
         .cloned()
         .collect();
-    let compared = !cluster || !rest.is_empty() || args.wrk_check_only;
+    let compared = !cluster || !rest.is_empty() || args.wrk_check_only || tls;
     if compared {
-        compare(args, &rest)?;
+        compare(args, &rest, tls)?;
     }
     if cluster {
         run_cluster(args, compared)?;
@@ -172,9 +175,13 @@ fn run(args: &Args) -> io::Result<()> {
 /// The name `--scenario` gives the cluster lab.
 const CLUSTER: &str = "cluster";
 
+/// The name `--scenario` gives the TLS comparison ([`bench::tls`]).
+const TLS: &str = "tls";
+
 /// The comparison of the servers, step by step.
-fn compare(args: &Args, scenarios: &[String]) -> io::Result<()> {
-    let plan = Plan::new(args, scenarios)?;
+fn compare(args: &Args, scenarios: &[String], tls: bool) -> io::Result<()> {
+    // `--scenario tls` alone runs the TLS comparison only.
+    let plan = Plan::new(args, scenarios, tls && scenarios.is_empty())?;
     // The bench runs on the load generator's CPUs from here on; each
     // server is started on the servers' (see `targets::start`).
     if let Some(p) = &plan.pinning {
@@ -213,7 +220,26 @@ fn compare(args: &Args, scenarios: &[String]) -> io::Result<()> {
     .run()?;
 
     // The report.
-    let results = plan.results(&lineup, &selected, runs, wrk_check);
+    let tls = if tls {
+        let duration = plan.profile.duration.as_secs_f64().round().max(1.0) as u64;
+        let comparison = bench::tls::TlsRun {
+            targets: &selected,
+            site: &site,
+            logs: &logs,
+            pinning: plan.pinning.as_ref(),
+            threads: plan.loadgen_threads,
+            duration_secs: duration,
+            // wrk counts whole seconds: the quick profile's 0.2 s is none.
+            warmup_secs: plan.profile.warmup.as_secs_f64().round() as u64,
+            rounds: plan.profile.rounds,
+        }
+        .run()?;
+        Some(comparison)
+    } else {
+        None
+    };
+    let mut results = plan.results(&lineup, &selected, runs, wrk_check);
+    results.tls = tls;
     let chart_list = charts::write_all(&out, &results);
     report::write_files(&out, &results, &chart_list)?;
     print!("{}", report::terminal_text(&results));
@@ -244,9 +270,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &Args, names: &[String]) -> io::Result<Plan> {
+    fn new(args: &Args, names: &[String], extras_only: bool) -> io::Result<Plan> {
         let profile = profile(args);
-        let scenarios = if args.wrk_check_only {
+        let scenarios = if args.wrk_check_only || extras_only {
             Vec::new()
         } else if names.is_empty() {
             profile.default_scenarios()
@@ -256,7 +282,7 @@ impl Plan {
                 .map(|n| {
                     scenarios::scenario(n).ok_or_else(|| {
                         io::Error::other(format!(
-                            "unknown scenario {n:?}; known: {}, {CLUSTER}",
+                            "unknown scenario {n:?}; known: {}, {TLS}, {CLUSTER}",
                             report::scenario_names()
                         ))
                     })
@@ -325,6 +351,7 @@ impl Plan {
             ),
             reference,
             wrk_check,
+            tls: None,
             runs,
         }
     }

@@ -187,6 +187,8 @@ pub struct Results {
     pub scenarios: Vec<ScenarioSummary>,
     /// The wrk agreement check, if it was run.
     pub wrk_check: Option<WrkCheck>,
+    /// The TLS comparison (`--scenario tls`), if it was run.
+    pub tls: Option<crate::tls::TlsComparison>,
     /// Every individual run.
     pub runs: Vec<RunRecord>,
 }
@@ -735,6 +737,10 @@ pub fn markdown(results: &Results, charts: &ChartList) -> String {
         let _ = writeln!(s, "\n## Load generator vs wrk\n");
         s.push_str(&wrk_text(w));
     }
+    if let Some(t) = &results.tls {
+        let _ = writeln!(s, "\n## TLS (`tls`)\n\n{}\n", tls_about(t));
+        s.push_str(&tls_table(t).to_markdown());
+    }
     let _ = writeln!(
         s,
         "\nColumns: p50/p99/p99.9 are latencies (closed loop: from send; open loop: from the intended send time). `starved`: connections that completed no request in the window. `srv CPU`: cores the server used; `req/CPU-s`: responses per CPU-second of server time. PSS: the server's proportional set size, summed over its processes, in mid-run."
@@ -781,7 +787,79 @@ pub fn terminal_text(results: &Results) -> String {
     if let Some(w) = &results.wrk_check {
         let _ = writeln!(s, "\n== Load generator vs wrk\n{}", wrk_text(w));
     }
+    if let Some(t) = &results.tls {
+        let _ = writeln!(s, "\n== TLS (tls)\n{}\n", tls_about(t));
+        s.push_str(&tls_table(t).to_text());
+    }
     s
+}
+
+/// What the TLS table measured, one paragraph.
+pub fn tls_about(t: &crate::tls::TlsComparison) -> String {
+    format!(
+        "wrk with {} connections and {} thread(s), {} s per run after {} s of warm-up, {} round(s), each server in turn; certificate: {}. Keep-alive: `{}`; handshakes: the same with `Connection: close`, so every request is a new TLS connection (wrk does not resume sessions). Medians over rounds; ratios paired by round.",
+        t.connections,
+        t.threads,
+        t.duration_secs,
+        t.warmup_secs,
+        t.rounds,
+        t.certificate,
+        t.commands.first().map_or("–", String::as_str),
+    )
+}
+
+/// The TLS comparison as a table: one row per server.
+pub fn tls_table(t: &crate::tls::TlsComparison) -> Table {
+    use crate::tls::Way;
+    let nginx = t.rows.iter().find(|r| r.server == "nginx");
+    let num = |v: Option<Spread>| v.map_or_else(|| "–".into(), |s| fmt_count(s.median));
+    let ratio = |v: Option<Spread>| v.map_or_else(|| "–".into(), |s| format!("{:.2}", s.median));
+    let rows = t
+        .rows
+        .iter()
+        .map(|r| {
+            let vs = |way| match nginx {
+                Some(n) if n.server != r.server => ratio(r.over(n, way)),
+                _ => "–".into(),
+            };
+            let errors = if r.failures.is_empty() {
+                r.errors.to_string()
+            } else {
+                format!("{} ({} failed run(s))", r.errors, r.failures.len())
+            };
+            vec![
+                r.server.clone(),
+                num(r.median(Way::Plain)),
+                num(r.median(Way::Tls)),
+                ratio(r.tls_over_plain()),
+                vs(Way::Tls),
+                num(r.median(Way::Handshakes)),
+                vs(Way::Handshakes),
+                errors,
+            ]
+        })
+        .collect();
+    Table {
+        headers: [
+            "server",
+            "plain req/s",
+            "TLS req/s",
+            "TLS/plain",
+            "TLS vs nginx",
+            "handshakes/s",
+            "handshakes vs nginx",
+            "errors",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect(),
+        rows,
+        notes: t
+            .rows
+            .iter()
+            .flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.server)))
+            .collect(),
+    }
 }
 
 /// The wrk check as a short paragraph.

@@ -270,6 +270,10 @@ pub struct StartOptions<'a> {
     /// Start the server as a reverse proxy to this upstream (the `proxy`
     /// scenario): stage 4 with `--proxy-pass`, nginx with `proxy_pass`.
     pub proxy_to: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate and key (PEM): the stages with
+    /// `--tls-cert`/`--tls-key`, nginx with `listen … ssl` (the TLS
+    /// comparison, [`crate::tls`]).
+    pub tls: Option<(&'a Path, &'a Path)>,
 }
 
 impl<'a> StartOptions<'a> {
@@ -285,6 +289,7 @@ impl<'a> StartOptions<'a> {
             pin: pinning.map(|p| p.server.as_slice()),
             pin_back: pinning.map(|p| p.loadgen.as_slice()),
             proxy_to: None,
+            tls: None,
         }
     }
 }
@@ -403,6 +408,18 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                         .map(|up| vec!["--proxy-pass".to_string(), format!("http://{up}")])
                         .unwrap_or_default(),
                 )
+                .args(
+                    opts.tls
+                        .map(|(cert, key)| {
+                            vec![
+                                "--tls-cert".into(),
+                                cert.as_os_str().to_owned(),
+                                "--tls-key".into(),
+                                key.as_os_str().to_owned(),
+                            ]
+                        })
+                        .unwrap_or_default(),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(log);
@@ -462,12 +479,20 @@ fn spawn(target: &Target, opts: &StartOptions<'_>, log: fs::File) -> io::Result<
                     *workers,
                     *sendfile,
                     opts.keepalive_secs,
+                    opts.tls,
                 ),
             };
             fs::write(&conf, text)?;
             let child = spawn_nginx(&dir, &conf, log)?;
             Ok((child, Ready::Port(port)))
         }
+        Launch::Builtin { .. } | Launch::Peer { .. } if opts.tls.is_some() => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "{}: the bench starts only the stages and nginx with TLS",
+                target.name
+            ),
+        )),
         Launch::Builtin { server, workers } => {
             let port = free_port()?;
             let dir = opts.scratch.join(server.name());
@@ -535,7 +560,10 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 /// An nginx configuration equivalent to the stages' defaults: the same
-/// root, `index.html`, no access log, `workers` worker processes.
+/// root, `index.html`, no access log, `workers` worker processes; with
+/// `tls` (certificate, key), HTTPS with TLS 1.2 and 1.3 as the stages
+/// serve it, and no session cache (every new connection a full handshake,
+/// as with the stages under wrk).
 pub fn nginx_conf(
     dir: &Path,
     root: &Path,
@@ -543,8 +571,20 @@ pub fn nginx_conf(
     workers: usize,
     sendfile: bool,
     keepalive_secs: u32,
+    tls: Option<(&Path, &Path)>,
 ) -> String {
     let root = root.display();
+    let (ssl, tls_lines) = match tls {
+        Some((cert, key)) => (
+            " ssl",
+            format!(
+                "        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache off;\n        ssl_session_tickets off;\n",
+                cert.display(),
+                key.display()
+            ),
+        ),
+        None => ("", String::new()),
+    };
     let sendfile = if sendfile { "on" } else { "off" };
     let common = nginx_http_basics(dir);
     let main = nginx_main(dir, workers);
@@ -557,8 +597,8 @@ pub fn nginx_conf(
     keepalive_requests 100000000;
     server_tokens off;
 {common}    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        server_name localhost;
+        listen 127.0.0.1:{port}{ssl} backlog=4096;
+{tls_lines}        server_name localhost;
         root {root};
         index index.html;
     }}
@@ -788,6 +828,7 @@ mod tests {
             pin: None,
             pin_back: None,
             proxy_to: None,
+            tls: None,
         };
         let err = start(&target, &opts).expect_err("a relative scratch path");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
