@@ -368,6 +368,71 @@ pub fn redirect_sends_plain_http_to_https(bin: &str, args: &[&str]) {
     );
 }
 
+/// A server with no room left (its `args` leave room for a connection or
+/// two: stage 3's one worker and one queue slot, stage 5's one worker of
+/// one connection) turns a newcomer away on a TLS port by closing it,
+/// never with a plaintext `503` (which a TLS client would read as a
+/// protocol error), counts it rejected, and serves again once room is
+/// made. The room is filled with silent connections (a handshake that
+/// never starts holds a worker until the 10 s header timeout).
+pub fn full_server_closes_without_a_plaintext_503(bin: &str, args: &[&str]) {
+    let certs = Certs::new("tls-full");
+    let mut all = certs.args(&["--header-timeout", "10"]);
+    all.extend_from_slice(args);
+    let server = ServerProcess::serving(bin, crate::server::DEFAULT_ROOT, &all);
+    let config = certs.client_config();
+    // Open silent connections until the server closes one at once: the
+    // others hold the room.
+    let mut held = Vec::new();
+    let mut turned_away = None;
+    for _ in 0..50 {
+        let mut sock = TcpStream::connect(server.addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("set a read timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match sock.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        if closed || !got.is_empty() {
+            turned_away = Some(got);
+            break;
+        }
+        held.push(sock);
+    }
+    let got = turned_away.expect("the server turned no connection away with its room full");
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "a plaintext answer on the TLS port: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(!held.is_empty(), "the first connection was turned away");
+    // Room again: the held connections close, and a trusting client is
+    // served; the turned-away one was counted.
+    drop(held);
+    super::eventually(
+        "a TLS client is served once the room is free",
+        Duration::from_secs(10),
+        || get(server.addr, &config, "/").is_ok_and(|p| p.starts_with(b"HTTP/1.1 200 ")),
+    );
+    let page = get(server.addr, &config, "/server-status").expect("the status page over TLS");
+    let page = String::from_utf8_lossy(&page);
+    let rejected: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("http_connections_rejected_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no http_connections_rejected_total:\n{page}"));
+    assert!(
+        rejected >= 1,
+        "the turned-away connection is not counted:\n{page}"
+    );
+}
+
 /// The TLS tests for an HTTPS stage: `common::tls_tests!(BIN, ARGS)`
 /// expands to one `#[test]` per check.
 #[macro_export]
