@@ -82,6 +82,7 @@ chapters! {
     debugging => "debugging.md",
     fuzzing => "fuzzing.md",
     tls => "tls.md",
+    troubleshooting => "troubleshooting.md",
 }
 
 /// The exceptions are visible: every block the book marks as not run here
