@@ -57,6 +57,7 @@ pub fn add(req: &Request<'_>, site: &Site, persist: Persist, out: &mut Vec<u8>) 
     }
 }
 
+// ANCHOR: param
 /// Finds parameter `name` and parses it as an `i64`. The error message is
 /// JSON-safe (it quotes only `name`, which is ours).
 fn param(query: &str, name: &'static str) -> Result<i64, String> {
@@ -72,6 +73,7 @@ fn param(query: &str, name: &'static str) -> Result<i64, String> {
         .parse::<i64>()
         .map_err(|_| format!("parameter {name} is not a signed 64-bit integer"))
 }
+// ANCHOR_END: param
 
 #[cfg(test)]
 mod tests {

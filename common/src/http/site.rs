@@ -261,6 +261,7 @@ impl Site {
         Ok(site)
     }
 
+    // ANCHOR: error_pages
     /// Reads `NNN.html` files from `dir` (relative paths are under the root).
     pub fn load_error_pages(&mut self, dir: &Path) {
         let dir = self.root.join(dir);
@@ -286,6 +287,7 @@ impl Site {
             }
         }
     }
+    // ANCHOR_END: error_pages
 
     /// The custom page for `status`, if there is one.
     pub fn error_page(&self, status: u16) -> Option<&[u8]> {

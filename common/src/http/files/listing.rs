@@ -21,6 +21,7 @@ pub(crate) const HREF: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+// ANCHOR: without_index
 /// Answers for the directory at canonical `dir`, which has no index file:
 /// its listing if the site lists directories, else `403`.
 pub(crate) fn without_index(
@@ -37,6 +38,7 @@ pub(crate) fn without_index(
         error(site, 403, persist, head_only, out)
     }
 }
+// ANCHOR_END: without_index
 
 /// Escapes text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> impl fmt::Display + '_ {

@@ -89,6 +89,7 @@ pub(crate) fn index(site: &Site, dir: &Path) -> Option<Found> {
     meta.is_file().then_some(Found { path, meta })
 }
 
+// ANCHOR: mime_type
 /// The MIME type of a file, from its name (the original file's name also
 /// for a `.gz` sibling).
 pub(crate) fn mime_type(path: &Path) -> &'static str {
@@ -96,6 +97,7 @@ pub(crate) fn mime_type(path: &Path) -> &'static str {
         .first_raw()
         .unwrap_or("application/octet-stream")
 }
+// ANCHOR_END: mime_type
 
 /// Opens a file for reading and checks that it still is a regular file.
 /// `O_NONBLOCK` makes opening a FIFO swapped in since the path was resolved
