@@ -11,7 +11,7 @@
 
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Serialize;
 
@@ -129,13 +129,7 @@ impl TlsRun<'_> {
     /// Runs the comparison; an error if wrk is missing or no server of
     /// [`SERVERS`] is selected.
     pub fn run(&self) -> io::Result<TlsComparison> {
-        if Command::new("wrk")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
+        if !crate::wrk::installed() {
             return Err(io::Error::other(
                 "--scenario tls needs wrk (Debian package wrk)",
             ));

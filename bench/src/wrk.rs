@@ -15,6 +15,17 @@ use crate::report::WrkCheck;
 use crate::stats::paired_ratio;
 use crate::targets::{self, StartOptions, Target};
 
+/// True if `wrk` can be run (`wrk --version` exits 1, so only whether it
+/// starts counts).
+pub fn installed() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 /// Runs the check against nginx if it is among `targets`, else the last
 /// stage (not a variant); `None` when wrk is not installed or there is no
 /// such server.
@@ -26,13 +37,7 @@ pub fn check(
     threads: usize,
     quick: bool,
 ) -> io::Result<Option<WrkCheck>> {
-    if Command::new("wrk")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if !installed() {
         eprintln!("bench: wrk is not installed; skipping the wrk check");
         return Ok(None);
     }
