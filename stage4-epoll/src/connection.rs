@@ -436,21 +436,18 @@ impl Connection {
             self.flush_tls_pending()?;
             return Ok(Read_::Data);
         }
-        // Into the loop's scratch buffer, then the bytes that came are
-        // appended: a read straight into `input`'s spare room would first
-        // have to zero all of it (safe Rust reads only into initialized
-        // memory), and zeroing 16 KiB per read was, by callgrind's count,
-        // more than half of this loop's instructions per request.
-        let room = cx.scratch.len().min(READ_CHUNK);
+        let start = b.input.len();
+        b.input.reserve(READ_CHUNK);
+        let room = b.input.capacity() - start;
+        b.input.resize(start + room, 0);
         let result = loop {
-            match (&self.stream).read(&mut cx.scratch[..room]) {
+            match (&self.stream).read(&mut b.input[start..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
-        if let Ok(n) = result {
-            b.input.extend_from_slice(&cx.scratch[..n]);
-        }
+        let n = *result.as_ref().unwrap_or(&0);
+        b.input.truncate(start + n);
         match result {
             Ok(0) => Ok(Read_::Eof),
             Ok(n) => {
