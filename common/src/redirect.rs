@@ -77,15 +77,6 @@ impl Redirect {
         }
     }
 
-    /// A second handle on the same listening socket (stage 5 hands one to
-    /// each worker).
-    pub fn try_clone(&self) -> io::Result<Redirect> {
-        Ok(Redirect {
-            listener: self.listener.try_clone()?,
-            https_port: self.https_port,
-        })
-    }
-
     /// Starts the accepting thread; each request gets its answer within
     /// `header_timeout` or the connection is closed.
     pub fn spawn(self, header_timeout: Duration) -> io::Result<()> {

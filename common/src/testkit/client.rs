@@ -165,11 +165,6 @@ impl Client {
         self
     }
 
-    /// True if the connection speaks TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Writes `bytes` as they are (through TLS on a TLS connection), with
     /// no bookkeeping: a failed write is returned, not remembered.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
