@@ -37,21 +37,42 @@ impl Slowloris {
     /// every `every` until stopped. Connections the server closes are not
     /// reopened.
     pub fn start(addr: SocketAddr, n: usize, every: Duration) -> Slowloris {
+        Slowloris::spawn(addr, n, every, false)
+    }
+
+    /// Like [`Slowloris::start`], but every round the crowd reconnects
+    /// until it holds `n` connections again, as a real attacker does: a
+    /// server that cuts the crowd off with a header timeout stays under
+    /// siege for as long as the crowd lives. [`Slowloris::stop`] then
+    /// counts every connection opened, reopened ones included.
+    pub fn start_refilling(addr: SocketAddr, n: usize, every: Duration) -> Slowloris {
+        Slowloris::spawn(addr, n, every, true)
+    }
+
+    fn spawn(addr: SocketAddr, n: usize, every: Duration, refill: bool) -> Slowloris {
         let lock = super::fdlock::many_connections();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut conns: Vec<TcpStream> = (0..n)
-                .filter_map(|_| {
-                    let mut s = TcpStream::connect(addr).ok()?;
-                    s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").ok()?;
-                    Some(s)
-                })
-                .collect();
-            let opened = conns.len();
+            let open = |k: usize| -> Vec<TcpStream> {
+                (0..k)
+                    .filter_map(|_| {
+                        let mut s = TcpStream::connect(addr).ok()?;
+                        s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").ok()?;
+                        Some(s)
+                    })
+                    .collect()
+            };
+            let mut conns = open(n);
+            let mut opened = conns.len();
             while !flag.load(Ordering::SeqCst) {
                 // A failed write means the server dropped it (a timeout).
                 conns.retain_mut(|s| s.write_all(b"a").is_ok());
+                if refill {
+                    let more = open(n - conns.len());
+                    opened += more.len();
+                    conns.extend(more);
+                }
                 std::thread::sleep(every);
             }
             opened
