@@ -4,11 +4,12 @@ mod support;
 
 use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
 use common::testkit::ServerProcess;
 use nix::sys::signal::Signal;
-use support::{Client, MODELS, start, stat, with};
+use support::{BIN, Client, MODELS, start, stat, with};
 
 /// Runs every command once and checks the exact reply.
 fn every_command(server: &ServerProcess) {
@@ -303,4 +304,27 @@ fn a_config_file_sets_the_limits() {
     );
     a.send("ECHO 123456789\n");
     assert_eq!(a.line(), "ERR message too long (max 10 bytes)");
+}
+
+/// A restarted server binds its port again at once, although the
+/// connection it closed first (QUIT) left a `TIME_WAIT` entry on that port
+/// (`ss -tan` shows it): the listener sets `SO_REUSEADDR` (`net.rs`).
+/// Without it the second start fails with `EADDRINUSE` for up to a minute
+/// (the chapter's Lab 3, `docs/labs/stage1-no-reuseaddr.patch`).
+#[test]
+fn a_restart_binds_the_port_its_closed_connections_still_hold() {
+    let mut first = start(&[]);
+    let addr = first.addr.to_string();
+    let mut c = Client::connect(&first);
+    assert!(c.ask("QUIT").starts_with("BYE"));
+    // The server closed first: its side of the connection is the one left
+    // in TIME_WAIT once this side closes too.
+    c.expect_closed();
+    drop(c);
+    assert!(first.terminate().success());
+    let mut again = Command::new(BIN);
+    again.args(["--addr", &addr, "--log-level", "warn"]);
+    let second = ServerProcess::start_command(again);
+    assert_eq!(second.addr.to_string(), addr);
+    assert_eq!(Client::connect(&second).ask("PING"), "PONG");
 }
