@@ -107,7 +107,8 @@ fn request_body_is_skipped_across_reads() {
     assert_eq!(c.get("/index.html").status, 200);
 }
 
-/// SIGTERM closes an idle keep-alive connection at once, stops accepting,
+/// SIGTERM closes an idle keep-alive connection (once `--last-request`,
+/// 1 s by default, has passed without a request), stops accepting,
 /// lets a download in flight finish completely, and the server exits 0.
 #[test]
 fn sigterm_closes_idle_connections_and_finishes_downloads() {

@@ -75,7 +75,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Pin worker i to CPU i (modulo the number of CPUs).
+    /// Pin worker i to the i-th CPU (modulo their number) of those the server may run on (its `taskset` mask).
     #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     pub cpu_affinity: bool,
 }

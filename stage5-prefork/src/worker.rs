@@ -218,14 +218,28 @@ fn heartbeat(slot: &Slot, wake: &UnixStream, shutdown: &AtomicBool, handle: &Han
     }
 }
 
-/// Pins this process to CPU `slot % cpus`.
+/// Pins this process to the `slot`-th CPU (modulo their number) of those
+/// it was allowed to run on: a server started under `taskset -c 2,3`
+/// keeps its workers on CPUs 2 and 3, where "CPU `slot`" would move them
+/// off the CPUs it was given (a process may widen its own mask).
 fn pin_to_cpu(slot: usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let me = nix::unistd::Pid::from_raw(0);
+    let allowed: Vec<usize> = match nix::sched::sched_getaffinity(me) {
+        Ok(mask) => (0..nix::sched::CpuSet::count())
+            .filter(|&cpu| mask.is_set(cpu).unwrap_or(false))
+            .collect(),
+        Err(e) => {
+            log::warn!("worker {slot}: reading the CPU mask: {e}");
+            return;
+        }
+    };
+    let Some(&cpu) = allowed.get(slot % allowed.len().max(1)) else {
+        return;
+    };
     let mut set = nix::sched::CpuSet::new();
-    let cpu = slot % cpus;
     if let Err(e) = set
         .set(cpu)
-        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set))
+        .and_then(|()| nix::sched::sched_setaffinity(me, &set))
     {
         log::warn!("worker {slot}: pinning to CPU {cpu}: {e}");
     }

@@ -543,6 +543,41 @@ fn cpu_affinity_pins_each_worker() {
     assert_eq!(sorted, want, "workers' CPU lists: {seen:?}");
 }
 
+/// Started under `taskset -c N` (N the last CPU this test may use), both
+/// workers are pinned to N: the pinning picks among the CPUs the server
+/// was given, never one outside them (worker 0 used to go to CPU 0
+/// whatever the mask said).
+#[test]
+fn cpu_affinity_stays_inside_the_mask_it_was_given() {
+    if !common::testkit::require_tool(&["taskset", "--version"], "util-linux", "the CPU mask") {
+        return;
+    }
+    let mine = cpus_allowed(std::process::id());
+    let last = mine
+        .split([',', '-'])
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .max()
+        .expect("a CPU list");
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args(["-c", &last.to_string(), BIN])
+        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(["--cpu-affinity", "true", "--access-log", "off"]);
+    let server = ServerProcess::start_command(cmd);
+    let lists: Vec<String> = worker_pids(&server).into_iter().map(cpus_allowed).collect();
+    assert_eq!(lists, [last.to_string(), last.to_string()], "{lists:?}");
+}
+
+/// A process's `Cpus_allowed_list` from `/proc/PID/status`.
+fn cpus_allowed(pid: impl std::fmt::Display) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// The master's worker processes, from `/proc`: its children, whatever
 /// the scoreboard says.
 fn children(server: &ServerProcess) -> usize {

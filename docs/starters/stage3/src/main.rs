@@ -133,7 +133,10 @@ fn accept_loop(listener: &TcpListener, shared: &Shared) {
         let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
+                // Out of descriptors (EMFILE), the same accept fails again
+                // at once: pause instead of spinning at 100% CPU.
                 eprintln!("accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
                 continue;
             }
         };

@@ -42,32 +42,38 @@ pub fn decide(input: &[u8], root: &Path) -> Decision {
     if consumed > MAX_HEAD {
         return error(431, consumed);
     }
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-    };
     // A request with a body is more than this answerer reads: refuse it
     // and close, so that the body is never taken for the next request.
-    if header("transfer-encoding").is_some()
-        || header("content-length").is_some_and(|v| v.trim() != "0")
-    {
+    // Every field counts, not only the first: `Content-Length: 0` and then
+    // `Content-Length: 40` would otherwise smuggle a request in the body.
+    let has_body = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && h.value.trim_ascii() != b"0")
+    });
+    if has_body {
         return error(413, consumed);
     }
-    let http10 = req.version == Some(0);
-    let connection = header("connection").unwrap_or_default();
-    let close = if http10 {
-        !connection.contains("keep-alive")
+    // `Connection` is a comma-separated list, possibly over several fields.
+    let says = |token: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    };
+    let close = if req.version == Some(0) {
+        !says("keep-alive")
     } else {
-        connection.contains("close")
+        says("close")
     };
     let method = req.method.unwrap_or("");
     let (status, body, mime) = match method {
-        "GET" | "HEAD" => match resolve(root, req.path.unwrap_or("")).and_then(read_file) {
-            Some((body, path)) => (200, body, mime_type(&path)),
-            None => (404, b"not found\n".to_vec(), "text/plain; charset=utf-8"),
-        },
+        "GET" | "HEAD" => {
+            match resolve(root, req.path.unwrap_or("")).and_then(|p| read_file(root, p)) {
+                Some((body, path)) => (200, body, mime_type(&path)),
+                None => (404, b"not found\n".to_vec(), "text/plain; charset=utf-8"),
+            }
+        }
         _ => (
             405,
             b"method not allowed\n".to_vec(),
@@ -154,14 +160,17 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     Some(file)
 }
 
-/// A regular file's bytes (a FIFO or a folder is `None`: never opened
-/// for reading, which could block).
-fn read_file(path: PathBuf) -> Option<(Vec<u8>, PathBuf)> {
-    if !std::fs::metadata(&path).ok()?.is_file() {
+/// A regular file's bytes, if it is inside `root` once symlinks are
+/// resolved (a link in the root that leads out is not followed out); a
+/// FIFO or a folder is `None`: never opened for reading, which could block.
+fn read_file(root: &Path, path: PathBuf) -> Option<(Vec<u8>, PathBuf)> {
+    let real = path.canonicalize().ok()?;
+    if !real.starts_with(root.canonicalize().ok()?) || !std::fs::metadata(&real).ok()?.is_file() {
         return None;
     }
     let mut body = Vec::new();
-    File::open(&path).ok()?.read_to_end(&mut body).ok()?;
+    File::open(&real).ok()?.read_to_end(&mut body).ok()?;
+    // The type is the requested name's, as nginx does, not the link's target's.
     Some((body, path))
 }
 
