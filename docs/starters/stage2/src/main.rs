@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may keep us waiting for its next bytes.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole request head may take: the read timeout alone bounds
+/// each `read`, and a client sending a byte every few seconds would hold
+/// this one-connection-at-a-time server for hours.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may keep us waiting while it does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a lingering close waits for the client to close its side.
@@ -145,18 +149,28 @@ enum Head {
     Closed,
 }
 
-/// Reads until `conn.buf` begins with a whole request head.
+/// Reads until `conn.buf` begins with a whole request head, within
+/// `HEAD_TIMEOUT`; a late head is an error, and ends the connection.
 fn read_head(conn: &mut Conn) -> io::Result<Head> {
-    loop {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let head = loop {
         match head_end(&conn.buf) {
-            Some(end) if end <= MAX_HEAD => return Ok(Head::Complete(end)),
+            Some(end) if end <= MAX_HEAD => break Head::Complete(end),
             None if conn.buf.len() < MAX_HEAD => {}
-            _ => return Ok(Head::TooLarge),
+            _ => break Head::TooLarge,
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        conn.stream.set_read_timeout(Some(left.min(READ_TIMEOUT)))?;
         if conn.fill()? == 0 {
-            return Ok(Head::Closed);
+            break Head::Closed;
         }
-    }
+    };
+    // What follows the head (a body) has the usual timeout per read.
+    conn.stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    Ok(head)
 }
 
 /// Where the head at the start of `buf` ends, just after its empty line.
